@@ -1,0 +1,23 @@
+"""tokvec: per-token embeddings from a shared transformer server, aligned to your own tokens."""
+
+from tokvec._results import ModelInfo, ServerInfo, TokenizedDoc
+from tokvec._wire import Embedding, Pieces
+from tokvec.aio import AsyncClient
+from tokvec.client import Client
+from tokvec.errors import DocError, ServerError, TokvecError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "DocError",
+    "Embedding",
+    "ModelInfo",
+    "Pieces",
+    "ServerError",
+    "ServerInfo",
+    "TokenizedDoc",
+    "TokvecError",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from tokvec.cli import main
+
+sys.exit(main())

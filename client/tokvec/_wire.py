@@ -1,0 +1,164 @@
+"""Requests out, results in: the client's only contact with protobuf messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+
+from tokvec.errors import DocError, status_code
+from tokvec.v1 import tokvec_pb2 as pb
+
+# A doc: raw text, a list of words (spaces after each, spaCy's default), a mapping with
+# words/spaces (or text) and optionally id/sent_starts, or anything iterable over spaCy tokens.
+DocLike = Union[str, Sequence[str], Mapping[str, Any], Any]
+
+POOLINGS = {"mean": pb.POOLING_MEAN, "max": pb.POOLING_MAX, "first": pb.POOLING_FIRST, "last": pb.POOLING_LAST, "sum": pb.POOLING_SUM}
+DTYPES = {"float32": pb.DTYPE_FLOAT32, "float16": pb.DTYPE_FLOAT16, "bfloat16": pb.DTYPE_BFLOAT16}
+OUTPUTS = {"tokens": pb.OUTPUT_TOKENS, "pieces": pb.OUTPUT_PIECES, "doc_vector": pb.OUTPUT_DOC_VECTOR}
+SPAN_KINDS = {"doc": pb.Spans.KIND_DOC, "sents": pb.Spans.KIND_SENTS, "tokens": pb.Spans.KIND_TOKENS, "pieces": pb.Spans.KIND_PIECES}
+
+
+@dataclass
+class Pieces:
+    """Piece-level output (what spacy-transformers keeps in doc._.trf_data), unpadded."""
+
+    hidden: np.ndarray  # Shape: (n_pieces, width), spans back to back
+    ids: np.ndarray  # Shape: (n_pieces,)
+    span_lengths: np.ndarray  # Shape: (n_spans,)
+    span_tokens: np.ndarray  # token range [start, end) of each span. Shape: (n_spans, 2)
+    align_lengths: np.ndarray  # Shape: (n_tokens,)
+    align_indices: np.ndarray  # Shape: (n_pairs,), into hidden's rows
+
+
+@dataclass
+class Embedding:
+    """One doc's result. ``rows`` has exactly one float32 row per token: Shape (n_tokens, width)."""
+
+    index: int
+    id: str
+    rows: np.ndarray
+    fingerprint: str = ""
+    no_piece: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    words: list[str] | None = None  # the server's tokens, for text docs
+    spaces: list[bool] | None = None
+    layers: list[np.ndarray] = field(default_factory=list)
+    doc_vector: np.ndarray | None = None
+    pieces: Pieces | None = None
+    error: DocError | None = None
+
+
+def to_doc(doc: DocLike, index: int) -> pb.Doc:
+    if isinstance(doc, str):
+        return pb.Doc(id=str(index), text=doc)
+    if isinstance(doc, Mapping):
+        return pb.Doc(
+            id=str(doc.get("id", index)),
+            words=doc.get("words", ()),
+            spaces=doc.get("spaces", ()),
+            text=doc.get("text", ""),
+            sent_starts=doc.get("sent_starts", ()) or (),
+            lang=doc.get("lang", ""),
+        )
+    if isinstance(doc, Sequence) and all(isinstance(w, str) for w in doc):
+        return pb.Doc(id=str(index), words=doc, spaces=[True] * len(doc))
+    if hasattr(doc, "__iter__"):  # a spaCy Doc, duck-typed so the client needs no spaCy
+        tokens = list(doc)
+        return pb.Doc(id=str(index), words=[t.text for t in tokens], spaces=[bool(t.whitespace_) for t in tokens])
+    raise TypeError(f"doc {index}: expected text, words, a mapping or a spaCy Doc, got {type(doc).__name__}")
+
+
+def spans(spec: str) -> pb.Spans:
+    kind, *numbers = spec.split(":")
+    if kind in ("doc", "sents") and not numbers:
+        return pb.Spans(kind=SPAN_KINDS[kind])
+    if kind in ("tokens", "pieces") and len(numbers) == 2 and all(n.isdigit() for n in numbers):
+        return pb.Spans(kind=SPAN_KINDS[kind], window=int(numbers[0]), stride=int(numbers[1]))
+    raise ValueError(f"spans: {spec!r} is not doc, sents, tokens:W:S or pieces:W:S")
+
+
+def options(pooling: str = "mean", spans_spec: str = "tokens:128:96", dtype: str = "float32", outputs: Iterable[str] = ("tokens",), hidden_layers: Iterable[int] = (), model: str = "") -> pb.EmbedOptions:
+    for name, value, table in (("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES)):
+        if value not in table:
+            raise ValueError(f"{name}: {value!r} is not one of {', '.join(table)}")
+    outs = list(outputs)
+    bad = [o for o in outs if o not in OUTPUTS]
+    if bad:
+        raise ValueError(f"outputs: {bad[0]!r} is not one of {', '.join(OUTPUTS)}")
+    return pb.EmbedOptions(
+        model=model, pooling=POOLINGS[pooling], spans=spans(spans_spec), dtype=DTYPES[dtype],
+        outputs=[OUTPUTS[o] for o in outs], hidden_layers=list(hidden_layers),
+    )
+
+
+def tensor(msg: pb.Tensor) -> np.ndarray:
+    """Decode to float32 (bfloat16 is the top half of a float32's bits)."""
+    shape = tuple(msg.shape)
+    if msg.dtype == pb.DTYPE_BFLOAT16:
+        bits = np.frombuffer(msg.data, dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(shape)
+    kind = "<f2" if msg.dtype == pb.DTYPE_FLOAT16 else "<f4"
+    return np.frombuffer(msg.data, dtype=kind).astype(np.float32).reshape(shape)
+
+
+class Assembler:
+    """Joins the chunks of each doc (row ranges, in order) into one Embedding."""
+
+    def __init__(self) -> None:
+        self._parts: list[pb.DocResult] = []
+
+    def add(self, msg: pb.DocResult) -> Embedding | None:
+        self._parts.append(msg)
+        if msg.more:
+            return None
+        parts, self._parts = self._parts, []
+        return _embedding(parts)
+
+
+def _embedding(parts: list[pb.DocResult]) -> Embedding:
+    first = parts[0]
+    if first.HasField("error"):
+        error = DocError(first.error.message, status_code(first.error.code), first.index, first.id)
+        return Embedding(first.index, first.id, np.zeros((0, 0), np.float32), error=error)
+    rows = _join([p.tokens for p in parts if p.HasField("tokens")])
+    n_layers = len(first.layers)
+    layers = [_join([p.layers[k] for p in parts]) for k in range(n_layers)]
+    out = Embedding(
+        index=first.index, id=first.id, rows=rows, fingerprint=first.fingerprint,
+        no_piece=np.asarray(first.no_piece, dtype=np.int64), truncated=np.asarray(first.truncated, dtype=np.int64),
+        words=list(first.words) if first.words or (first.n_tokens == 0 and first.spaces) else None,
+        spaces=list(first.spaces) if first.words else None,
+        layers=layers,
+        doc_vector=tensor(first.doc_vector) if first.HasField("doc_vector") else None,
+    )
+    if first.HasField("pieces"):
+        p = first.pieces
+        out.pieces = Pieces(
+            hidden=_join([q.pieces.hidden for q in parts]),
+            ids=np.asarray(p.ids, dtype=np.int64),
+            span_lengths=np.asarray(p.span_lengths, dtype=np.int64),
+            span_tokens=np.stack([np.asarray(p.span_token_starts, np.int64), np.asarray(p.span_token_ends, np.int64)], axis=1),
+            align_lengths=np.asarray(p.align_lengths, dtype=np.int64),
+            align_indices=np.asarray(p.align_indices, dtype=np.int64),
+        )
+    return out
+
+
+def _join(tensors: list[pb.Tensor]) -> np.ndarray:
+    if not tensors:
+        return np.zeros((0, 0), np.float32)
+    arrays = [tensor(t) for t in tensors]
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def batches(docs: Iterable[pb.Doc], size: int) -> Iterator[list[pb.Doc]]:
+    batch: list[pb.Doc] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,156 @@
+"""The asyncio twin of Client: same arguments, same results, awaitable."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
+
+import grpc
+import numpy as np
+
+from tokvec import _wire
+from tokvec._channel import OPTIONS, target
+from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
+from tokvec.errors import from_rpc_error
+from tokvec.v1 import tokvec_pb2 as pb
+from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
+
+
+class AsyncClient:
+    """``async with AsyncClient(address) as client: rows = await client.embed(docs)``.
+
+    The channel opens on first use, inside the running event loop."""
+
+    def __init__(
+        self,
+        address: str | Sequence[str] = "127.0.0.1:50051",
+        *,
+        timeout: float | None = 120.0,
+        pooling: str = "mean",
+        spans: str = "tokens:128:96",
+        dtype: str = "float32",
+        model: str = "",
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.target = target(address)
+        self.timeout = timeout
+        self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
+        self.metadata = tuple(metadata)
+        _wire.options(**self.defaults)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.EmbedServiceStub | None = None
+
+    @property
+    def stub(self) -> pb_grpc.EmbedServiceStub:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=OPTIONS)
+            self._stub = pb_grpc.EmbedServiceStub(self._channel)
+        return self._stub
+
+    def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
+        chosen = dict(self.defaults)
+        if spans is not None:
+            chosen["spans_spec"] = spans
+        chosen.update({k: v for k, v in overrides.items() if v is not None})
+        return _wire.options(**chosen)
+
+    async def embed(self, docs: Iterable[_wire.DocLike], *, pooling: str | None = None, spans: str | None = None, dtype: str | None = None) -> list[np.ndarray]:
+        results = await self.embed_results(docs, pooling=pooling, spans=spans, dtype=dtype)
+        for result in results:
+            if result.error is not None:
+                raise result.error
+        return [r.rows for r in results]
+
+    async def embed_results(
+        self,
+        docs: Iterable[_wire.DocLike],
+        *,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+        outputs: Iterable[str] = ("tokens",),
+        hidden_layers: Iterable[int] = (),
+    ) -> list[_wire.Embedding]:
+        request = pb.EmbedRequest(
+            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers)),
+            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+        )
+        assembler = _wire.Assembler()
+        results: list[_wire.Embedding] = []
+        try:
+            async for response in self.stub.Embed(request, timeout=self.timeout, metadata=self.metadata):
+                if (done := assembler.add(response.result)) is not None:
+                    results.append(done)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        return results
+
+    async def stream(
+        self,
+        docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike],
+        *,
+        batch_size: int = 16,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+        outputs: Iterable[str] = ("tokens",),
+    ) -> AsyncIterator[_wire.Embedding]:
+        opts = self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs))
+
+        async def requests() -> AsyncIterator[pb.EmbedStreamRequest]:
+            batch: list[pb.Doc] = []
+            index = 0
+            async for doc in _aiter(docs):
+                batch.append(_wire.to_doc(doc, index))
+                index += 1
+                if len(batch) == batch_size:
+                    yield pb.EmbedStreamRequest(options=opts, docs=batch)
+                    batch = []
+            if batch:
+                yield pb.EmbedStreamRequest(options=opts, docs=batch)
+
+        assembler = _wire.Assembler()
+        call = self.stub.EmbedStream(requests(), metadata=self.metadata)
+        try:
+            async for response in call:
+                if (done := assembler.add(response.result)) is not None:
+                    yield done
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        finally:
+            call.cancel()
+
+    async def info(self) -> ServerInfo:
+        try:
+            return server_info(await self.stub.Info(pb.InfoRequest(), timeout=self.timeout, metadata=self.metadata))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+
+    async def tokenize(self, docs: Iterable[_wire.DocLike], *, spans: str | None = None) -> list[TokenizedDoc]:
+        request = pb.TokenizeRequest(
+            model=self.defaults["model"], spans=_wire.spans(spans or self.defaults["spans_spec"]),
+            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+        )
+        try:
+            return tokenized(await self.stub.Tokenize(request, timeout=self.timeout, metadata=self.metadata))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = self._stub = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def _aiter(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike]) -> AsyncIterator[_wire.DocLike]:
+    if hasattr(docs, "__aiter__"):
+        async for doc in docs:  # type: ignore[union-attr]
+            yield doc
+    else:
+        for doc in docs:  # type: ignore[union-attr]
+            yield doc

@@ -1,0 +1,35 @@
+"""``tokvec serve``: run the server (needs the ``server`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = commands.add_parser("serve", help="serve a HuggingFace encoder from a local folder")
+    p.add_argument("--model", help="local model folder (default: the embedded all-MiniLM-L6-v2)")
+    p.add_argument("--address", help="HOST:PORT or unix:PATH (default 127.0.0.1:50051; port 0 picks one)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", help="compute dtype: auto | float32 | float16 | bfloat16")
+    p.add_argument("--backend", help="torch (default) | fake (deterministic test model)")
+    p.add_argument("--config", type=Path, help="TOML settings file (command-line flags win)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from tokvec_server.rpc.server import run as run_server
+        from tokvec_server.runners import StartupError
+        from tokvec_server.settings import load_settings
+    except ImportError as exc:
+        print(f"tokvec serve: the server is not installed ({exc.name}); pip install 'tokvec[server]'", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args.config, model=args.model, address=args.address, device=args.device, dtype=args.dtype, backend=args.backend)
+        return run_server(settings)
+    except (StartupError, ValueError, OSError) as exc:
+        # One line naming the path or setting and the cause; no traceback (RELIABILITY.md R7).
+        print(f"tokvec serve: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,148 @@
+"""The synchronous client: spaCy-style words/spaces or text in, one numpy array per doc out."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Sequence
+
+import grpc
+import numpy as np
+
+from tokvec import _wire
+from tokvec._channel import OPTIONS, target
+from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
+from tokvec.errors import from_rpc_error
+from tokvec.v1 import tokvec_pb2 as pb
+from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
+
+
+class Client:
+    """A connection to a tokvec server. The channel opens on first use (never before a fork)
+    and is dropped when the client is pickled.
+
+    >>> with Client("127.0.0.1:50051") as client:
+    ...     rows = client.embed([{"words": ["Hello", "world"], "spaces": [True, False]}])
+    """
+
+    def __init__(
+        self,
+        address: str | Sequence[str] = "127.0.0.1:50051",
+        *,
+        timeout: float | None = 120.0,
+        pooling: str = "mean",
+        spans: str = "tokens:128:96",
+        dtype: str = "float32",
+        model: str = "",
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.target = target(address)
+        self.timeout = timeout
+        self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
+        self.metadata = tuple(metadata)
+        _wire.options(**self.defaults)  # fail now on a bad default, not on the first call
+        self._channel: grpc.Channel | None = None
+        self._stub: pb_grpc.EmbedServiceStub | None = None
+
+    @property
+    def stub(self) -> pb_grpc.EmbedServiceStub:
+        if self._stub is None:
+            self._channel = grpc.insecure_channel(self.target, options=OPTIONS)
+            self._stub = pb_grpc.EmbedServiceStub(self._channel)
+        return self._stub
+
+    def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
+        chosen = dict(self.defaults)
+        if spans is not None:
+            chosen["spans_spec"] = spans
+        chosen.update({k: v for k, v in overrides.items() if v is not None})
+        return _wire.options(**chosen)
+
+    def embed(self, docs: Iterable[_wire.DocLike], *, pooling: str | None = None, spans: str | None = None, dtype: str | None = None) -> list[np.ndarray]:
+        """One float32 array (n_tokens, width) per doc, in order. Raises DocError for a failed doc."""
+        results = self.embed_results(docs, pooling=pooling, spans=spans, dtype=dtype)
+        for result in results:
+            if result.error is not None:
+                raise result.error
+        return [r.rows for r in results]
+
+    def embed_results(
+        self,
+        docs: Iterable[_wire.DocLike],
+        *,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+        outputs: Iterable[str] = ("tokens",),
+        hidden_layers: Iterable[int] = (),
+    ) -> list[_wire.Embedding]:
+        """Full results, in order; a failed doc comes back with ``error`` set instead of raising."""
+        request = pb.EmbedRequest(
+            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers)),
+            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+        )
+        assembler = _wire.Assembler()
+        results: list[_wire.Embedding] = []
+        try:
+            for response in self.stub.Embed(request, timeout=self.timeout, metadata=self.metadata):
+                if (done := assembler.add(response.result)) is not None:
+                    results.append(done)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        return results
+
+    def stream(
+        self,
+        docs: Iterable[_wire.DocLike],
+        *,
+        batch_size: int = 16,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+        outputs: Iterable[str] = ("tokens",),
+    ) -> Iterator[_wire.Embedding]:
+        """Stream docs through one bidirectional call; results come back in order as they are ready.
+        Docs are read lazily, so an endless iterable works; the server bounds what is in flight."""
+        opts = self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs))
+        requests = (pb.EmbedStreamRequest(options=opts, docs=batch) for batch in _wire.batches((_wire.to_doc(d, i) for i, d in enumerate(docs)), batch_size))
+        assembler = _wire.Assembler()
+        call = self.stub.EmbedStream(requests, timeout=None, metadata=self.metadata)
+        try:
+            for response in call:
+                if (done := assembler.add(response.result)) is not None:
+                    yield done
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        finally:
+            call.cancel()
+
+    def info(self) -> ServerInfo:
+        try:
+            return server_info(self.stub.Info(pb.InfoRequest(), timeout=self.timeout, metadata=self.metadata))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+
+    def tokenize(self, docs: Iterable[_wire.DocLike], *, spans: str | None = None) -> list[TokenizedDoc]:
+        request = pb.TokenizeRequest(
+            model=self.defaults["model"], spans=_wire.spans(spans or self.defaults["spans_spec"]),
+            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+        )
+        try:
+            return tokenized(self.stub.Tokenize(request, timeout=self.timeout, metadata=self.metadata))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = self._stub = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A channel must never cross a fork or a pickle: the copy reopens its own on first use.
+        state = self.__dict__.copy()
+        state["_channel"] = state["_stub"] = None
+        return state

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Make .venv with everything the server, the CLI and the tests need. Idempotent; CPU torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# The CPU build of torch; a bare "torch" requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[server,test]"

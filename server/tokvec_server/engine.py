@@ -1,0 +1,134 @@
+"""The server's core, free of protobuf: validate and plan docs off the event loop, queue their
+spans, and hand back one awaitable result per doc, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from tokvec_server import validation
+from tokvec_server.alignment import DocPlan, Specials, plan_docs
+from tokvec_server.batching.jobs import DocJob, DocOutput
+from tokvec_server.batching.queue import Scheduler
+from tokvec_server.batching.worker import ModelWorker, job_layers
+from tokvec_server.errors import TokvecError
+from tokvec_server.runners import Runner
+from tokvec_server.settings import Settings
+from tokvec_server.types import DocInput, EmbedOptions, SpanSpec, Tokens
+
+log = logging.getLogger("tokvec.engine")
+
+Prepared = tuple[Tokens, DocPlan] | TokvecError
+
+
+class Engine:
+    def __init__(self, settings: Settings, runner: Runner, on_fatal: Callable[[BaseException], None]) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.info = runner.info
+        self.specials = Specials.of(runner.tokenizer)
+        b = settings.batching
+        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces)
+        self.worker = ModelWorker(runner, self.scheduler, on_fatal)
+        self.words = validation.SpacyWords()
+        # Tokenizing is CPU work: it runs here, never on the event loop.
+        self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokvec-tokenize")
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.scheduler.close()
+        self.worker.join(timeout=5)
+        self._prep.shutdown(wait=False, cancel_futures=True)
+
+    def warmup(self) -> float:
+        """Run one full-budget batch so the first caller pays no allocation cost; seconds taken."""
+        started = time.perf_counter()
+        window = min(self.info.max_length, 128)
+        rows = max(1, self.settings.batching.max_batch_items // window)
+        words = ["warm"] * (window - 2)
+        docs = [Tokens(f"warmup-{i}", words, [True] * len(words), None) for i in range(rows)]
+        plans = plan_docs(docs, SpanSpec("doc", 0, 0), self.runner.tokenizer, self.info.max_length, self.specials)
+        done = [False] * rows
+        for i, plan in enumerate(plans):
+            job = DocJob(docs[i], plan, EmbedOptions(), (), lambda _r, i=i: done.__setitem__(i, True))
+            self.scheduler.submit(job.spans())
+        while not all(done):
+            time.sleep(0.01)
+        return time.perf_counter() - started
+
+    def check_options(self, options: EmbedOptions) -> None:
+        n_special = len(self.specials.prefix) + len(self.specials.suffix)
+        validation.check_options(options, self.info.max_length, n_special, self.info.n_layers)
+
+    def _prepare(self, docs: list[DocInput], options: EmbedOptions) -> list[Prepared]:
+        need_sents = options.spans.kind == "sents"
+        checked: list[Tokens | TokvecError] = []
+        for i, doc in enumerate(docs):
+            try:
+                checked.append(validation.check_doc(doc, i, self.settings.limits, self.words, need_sents))
+            except TokvecError as exc:
+                checked.append(exc)
+        valid = [t for t in checked if isinstance(t, Tokens)]
+        plans = iter(plan_docs(valid, options.spans, self.runner.tokenizer, self.info.max_length, self.specials))
+        return [(t, next(plans)) if isinstance(t, Tokens) else t for t in checked]
+
+    async def plan(self, docs: list[DocInput], options: EmbedOptions) -> list[Prepared]:
+        """Validate and tokenize in the prep pool: per doc, its tokens and plan, or its error."""
+        self.check_options(options)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prep, self._prepare, docs, options)
+
+    async def embed(self, docs: list[DocInput], options: EmbedOptions) -> list[asyncio.Future[DocOutput]]:
+        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error."""
+        prepared = await self.plan(docs, options)
+        loop = asyncio.get_running_loop()
+        layers = job_layers(options.hidden_layers, self.info.n_layers)
+        futures: list[asyncio.Future[DocOutput]] = []
+        jobs: list[DocJob] = []
+        for item in prepared:
+            future: asyncio.Future[DocOutput] = loop.create_future()
+            futures.append(future)
+            if isinstance(item, TokvecError):
+                future.set_exception(item)
+                continue
+            tokens, plan = item
+            job = DocJob(tokens, plan, options, layers, _resolver(loop, future))
+            future.add_done_callback(lambda f, job=job: f.cancelled() and job.cancelled.set())
+            if plan.span_ids:
+                jobs.append(job)
+            else:
+                job.finish(self.info.width, self.runner.device)  # empty doc: (0, width), no model call
+        spans = [span for job in jobs for span in job.spans()]
+        if spans:
+            try:
+                self.scheduler.submit(spans)
+            except TokvecError as exc:
+                for job in jobs:
+                    job.fail(exc)
+        return futures
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[DocOutput]) -> Callable[[DocOutput | TokvecError], None]:
+    """Resolve a future from the model thread; a caller that went away is simply skipped."""
+
+    def settle(result: DocOutput | TokvecError) -> None:
+        if future.done():
+            return
+        if isinstance(result, TokvecError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    def deliver(result: DocOutput | TokvecError) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, result)
+        except RuntimeError:  # loop closed: nobody is waiting any more
+            pass
+
+    return deliver
+

@@ -1,0 +1,164 @@
+"""Protobuf <-> plain types. The only server module besides service.py that touches messages."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+
+from tokvec.v1 import tokvec_pb2 as pb
+from tokvec_server.alignment import DocPlan
+from tokvec_server.batching.jobs import DocOutput
+from tokvec_server.errors import InvalidInput, TokvecError
+from tokvec_server.runners import ModelInfo
+from tokvec_server.settings import Settings
+from tokvec_server.types import DocInput, DType, EmbedOptions, Output, Pooling, SpanSpec, Tokens
+
+# Tensor bytes per response message: responses stay well under gRPC's 4 MiB default.
+CHUNK_BYTES = 3 * 1024 * 1024
+
+_POOLING = {pb.POOLING_UNSPECIFIED: Pooling.MEAN, pb.POOLING_MEAN: Pooling.MEAN, pb.POOLING_MAX: Pooling.MAX,
+            pb.POOLING_FIRST: Pooling.FIRST, pb.POOLING_LAST: Pooling.LAST, pb.POOLING_SUM: Pooling.SUM}
+_DTYPE = {pb.DTYPE_UNSPECIFIED: DType.FLOAT32, pb.DTYPE_FLOAT32: DType.FLOAT32,
+          pb.DTYPE_FLOAT16: DType.FLOAT16, pb.DTYPE_BFLOAT16: DType.BFLOAT16}
+_DTYPE_PB = {v: k for k, v in _DTYPE.items() if k != pb.DTYPE_UNSPECIFIED}
+_OUTPUT = {pb.OUTPUT_TOKENS: Output.TOKENS, pb.OUTPUT_PIECES: Output.PIECES, pb.OUTPUT_DOC_VECTOR: Output.DOC_VECTOR}
+_SPANS = {pb.Spans.KIND_DOC: "doc", pb.Spans.KIND_SENTS: "sents", pb.Spans.KIND_TOKENS: "tokens", pb.Spans.KIND_PIECES: "pieces"}
+
+
+def options(msg: pb.EmbedOptions) -> EmbedOptions:
+    if msg.pooling not in _POOLING:
+        raise InvalidInput(f"options.pooling: {msg.pooling} is not a Pooling value")
+    if msg.dtype not in _DTYPE:
+        raise InvalidInput(f"options.dtype: {msg.dtype} is not a DType value")
+    return EmbedOptions(
+        model=msg.model,
+        pooling=_POOLING[msg.pooling],
+        spans=spans(msg.spans if msg.HasField("spans") else None),
+        dtype=_DTYPE[msg.dtype],
+        outputs=_outputs(list(msg.outputs)),
+        hidden_layers=tuple(msg.hidden_layers),
+    )
+
+
+def spans(msg: pb.Spans | None) -> SpanSpec:
+    if msg is None or msg.kind == pb.Spans.KIND_UNSPECIFIED:
+        return SpanSpec()
+    if msg.kind not in _SPANS:
+        raise InvalidInput(f"options.spans.kind: {msg.kind} is not a Spans.Kind value")
+    kind = _SPANS[msg.kind]
+    if kind in ("doc", "sents"):
+        return SpanSpec(kind, 0, 0)
+    return SpanSpec(kind, msg.window, msg.stride)
+
+
+def _outputs(values: list[int]) -> frozenset[Output]:
+    if not values:
+        return frozenset({Output.TOKENS})
+    unknown = [v for v in values if v not in _OUTPUT]
+    if unknown:
+        raise InvalidInput(f"options.outputs: {unknown[0]} is not an Output value")
+    return frozenset(_OUTPUT[v] for v in values)
+
+
+def doc(msg: pb.Doc) -> DocInput:
+    return DocInput(msg.id, list(msg.words), list(msg.spaces), msg.text, list(msg.sent_starts), msg.lang)
+
+
+def _tensor(array: np.ndarray, dtype: DType) -> pb.Tensor:
+    # numpy arrays are little-endian on every platform we serve from; make it explicit anyway.
+    data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return pb.Tensor(dtype=_DTYPE_PB[dtype], shape=list(array.shape), data=data)
+
+
+def error(index: int, doc_id: str, exc: TokvecError) -> pb.DocResult:
+    return pb.DocResult(index=index, id=doc_id, error=pb.Error(code=exc.code.value[0], message=str(exc)))
+
+
+def results(index: int, out: DocOutput, fingerprint: str, dtype: DType) -> Iterator[pb.DocResult]:
+    """One DocResult, or several (row ranges, ``more`` set on all but the last) for a large doc."""
+    plan, width = out.plan, _width(out)
+    itemsize = 2 if dtype is not DType.FLOAT32 else 4
+    row_bytes = width * itemsize * (int(out.rows is not None) + len(out.layers))
+    n_chunks = max(1, math.ceil(plan.n_tokens * row_bytes / CHUNK_BYTES))
+    if out.pieces is not None:
+        n_chunks = max(n_chunks, math.ceil(out.pieces.nbytes / CHUNK_BYTES))
+    row_cuts = np.linspace(0, plan.n_tokens, n_chunks + 1).astype(int)
+    n_pieces = len(out.pieces) if out.pieces is not None else 0
+    piece_cuts = np.linspace(0, n_pieces, n_chunks + 1).astype(int)
+    for k in range(n_chunks):
+        a, b = row_cuts[k], row_cuts[k + 1]
+        msg = pb.DocResult(index=index, id=out.doc.id, fingerprint=fingerprint, n_tokens=plan.n_tokens, row_start=a, more=k < n_chunks - 1)
+        if out.rows is not None:
+            msg.tokens.CopyFrom(_tensor(out.rows[a:b], dtype))
+        msg.layers.extend(_tensor(layer[a:b], dtype) for layer in out.layers)
+        if k == 0:
+            _first_chunk(msg, out, dtype)
+        if out.pieces is not None:
+            p, q = piece_cuts[k], piece_cuts[k + 1]
+            msg.piece_start = p
+            msg.pieces.hidden.CopyFrom(_tensor(out.pieces[p:q], dtype))
+        yield msg
+
+
+def _width(out: DocOutput) -> int:
+    for array in (out.rows, out.pieces, out.doc_vector):
+        if array is not None:
+            return int(array.shape[-1])
+    return int(out.layers[0].shape[-1]) if out.layers else 0
+
+
+def _first_chunk(msg: pb.DocResult, out: DocOutput, dtype: DType) -> None:
+    """Flags, server tokens, the doc vector and the piece alignment travel once, up front."""
+    plan = out.plan
+    msg.no_piece.extend(plan.no_piece.tolist())
+    msg.truncated.extend(plan.truncated.tolist())
+    if out.doc.from_text:
+        msg.words.extend(out.doc.words)
+        msg.spaces.extend(out.doc.spaces)
+    if out.doc_vector is not None:
+        msg.doc_vector.CopyFrom(_tensor(out.doc_vector, dtype))
+    if out.pieces is not None:
+        pieces = msg.pieces
+        pieces.ids.extend(np.concatenate(plan.span_ids).tolist() if plan.span_ids else [])
+        pieces.span_lengths.extend(len(ids) for ids in plan.span_ids)
+        pieces.span_token_starts.extend(plan.span_tokens[:, 0].tolist())
+        pieces.span_token_ends.extend(plan.span_tokens[:, 1].tolist())
+        pieces.align_lengths.extend(plan.align_lengths.tolist())
+        pieces.align_indices.extend(plan.align_indices.tolist())
+
+
+def tokenized(doc: Tokens, plan: DocPlan, tokenizer: object) -> pb.TokenizedDoc:
+    msg = pb.TokenizedDoc(id=doc.id, words=doc.words, spaces=doc.spaces)
+    k = 0
+    for ids, (a, b) in zip(plan.span_ids, plan.span_tokens):
+        offs = plan.piece_offsets[k : k + len(ids)]
+        k += len(ids)
+        msg.spans.append(pb.SpanPieces(
+            token_start=int(a), token_end=int(b), ids=ids.tolist(),
+            pieces=tokenizer.convert_ids_to_tokens(ids.tolist()),  # type: ignore[attr-defined]
+            char_starts=offs[:, 0].tolist(), char_ends=offs[:, 1].tolist(),
+        ))
+    msg.align_lengths.extend(plan.align_lengths.tolist())
+    msg.align_indices.extend(plan.align_indices.tolist())
+    msg.no_piece.extend(plan.no_piece.tolist())
+    msg.truncated.extend(plan.truncated.tolist())
+    return msg
+
+
+def info(model: ModelInfo, settings: Settings, version: str) -> pb.InfoResponse:
+    limits, batching = settings.limits, settings.batching
+    return pb.InfoResponse(
+        version=version,
+        models=[pb.ModelInfo(
+            name=model.name, fingerprint=model.fingerprint, width=model.width, max_length=model.max_length,
+            backend=model.backend, device=model.device, dtype=_DTYPE_PB[model.dtype], n_layers=model.n_layers, is_default=True,
+        )],
+        limits=pb.Limits(
+            max_docs_per_request=limits.max_docs_per_request, max_tokens_per_doc=limits.max_tokens_per_doc,
+            max_chars_per_doc=limits.max_chars_per_doc, max_message_bytes=limits.max_message_bytes,
+            max_batch_items=batching.max_batch_items, max_wait_ms=int(batching.max_wait_ms),
+            max_in_flight_per_stream=limits.max_in_flight_per_stream,
+        ),
+    )

@@ -1,0 +1,170 @@
+"""The EmbedService servicer: request-level checks, then per-doc results streamed in order."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+
+from tokvec.v1 import tokvec_pb2 as pb
+from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
+from tokvec_server import __version__, validation
+from tokvec_server.engine import Engine
+from tokvec_server.errors import InvalidInput, NotReady, TokvecError
+from tokvec_server.rpc import convert
+from tokvec_server.types import DocInput, EmbedOptions
+
+log = logging.getLogger("tokvec.rpc")
+T = TypeVar("T")
+
+
+def _internal(context: grpc.aio.ServicerContext, exc: BaseException) -> Awaitable[None]:
+    # The traceback stays in the server log; the caller gets an id to quote.
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error %s", error_id, exc_info=exc)
+    return context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})")
+
+
+def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except TokvecError as exc:
+            await context.abort(exc.code, str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await _internal(context, exc)
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+def _streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterator[T]]:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except TokvecError as exc:
+            await context.abort(exc.code, str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await _internal(context, exc)
+
+    return wrapper
+
+
+class EmbedService(pb_grpc.EmbedServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.limits = engine.settings.limits
+        self.ready = False
+
+    def _check_model(self, options: EmbedOptions) -> None:
+        if not self.ready:
+            raise NotReady("the server is not ready (loading or draining)")
+        if options.model and options.model != self.engine.info.name:
+            raise InvalidInput(f"options.model: {options.model!r} is not served (served: {self.engine.info.name!r})")
+
+    @_streaming
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
+        options = convert.options(request.options)
+        self._check_model(options)
+        validation.check_request(len(request.docs), self.limits)
+        docs = [convert.doc(d) for d in request.docs]
+        futures = await self.engine.embed(docs, options)
+        try:
+            for i, (doc, future) in enumerate(zip(docs, futures)):
+                for msg in await self._result(i, doc, future, options):
+                    yield pb.EmbedResponse(result=msg)
+        finally:
+            for future in futures:  # the caller left: queued docs never reach the model
+                future.cancel()
+
+    async def _result(self, index: int, doc: DocInput, future: asyncio.Future[Any], options: EmbedOptions) -> list[pb.DocResult]:
+        try:
+            out = await future
+        except TokvecError as exc:
+            return [convert.error(index, doc.id, exc)]
+        return list(convert.results(index, out, self.engine.info.fingerprint, options.dtype))
+
+    @_streaming
+    async def EmbedStream(self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedStreamResponse]:
+        # At most max_in_flight_per_stream docs are queued or unsent; past that we stop reading,
+        # and HTTP/2 flow control pushes back on the sender.
+        room = asyncio.Semaphore(self.limits.max_in_flight_per_stream)
+        ordered: asyncio.Queue[tuple[int, DocInput, asyncio.Future[Any] | TokvecError, EmbedOptions] | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_stream(request_iterator, room, ordered))
+        try:
+            while (item := await ordered.get()) is not None:
+                index, doc, future, options = item
+                if isinstance(future, TokvecError):
+                    msgs = [convert.error(index, doc.id, future)]
+                else:
+                    msgs = await self._result(index, doc, future, options)
+                for msg in msgs:
+                    yield pb.EmbedStreamResponse(result=msg)
+                room.release()
+            await reader  # re-raises a reader failure
+        finally:
+            reader.cancel()
+            while not ordered.empty():
+                item = ordered.get_nowait()
+                if item is not None and isinstance(item[2], asyncio.Future):
+                    item[2].cancel()
+
+    async def _read_stream(self, requests: AsyncIterator[pb.EmbedStreamRequest], room: asyncio.Semaphore, ordered: asyncio.Queue[Any]) -> None:
+        index = 0
+        step = self.limits.max_in_flight_per_stream
+        try:
+            async for request in requests:
+                docs = [convert.doc(d) for d in request.docs]
+                try:
+                    options = convert.options(request.options)
+                    self._check_model(options)
+                    validation.check_request(len(docs), self.limits)
+                except TokvecError as exc:
+                    # A bad message fails its own docs, in-band; the stream goes on.
+                    for doc in docs:
+                        await room.acquire()
+                        await ordered.put((index, doc, exc, EmbedOptions()))
+                        index += 1
+                    continue
+                for start in range(0, len(docs), step):
+                    part = docs[start : start + step]
+                    for _ in part:
+                        await room.acquire()
+                    try:
+                        futures: list[Any] = await self.engine.embed(part, options)
+                    except TokvecError as exc:
+                        futures = [exc] * len(part)
+                    for doc, future in zip(part, futures):
+                        await ordered.put((index, doc, future, options))
+                        index += 1
+        finally:
+            await ordered.put(None)
+
+    @_unary
+    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+        return convert.info(self.engine.info, self.engine.settings, __version__)
+
+    @_unary
+    async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
+        options = EmbedOptions(model=request.model, spans=convert.spans(request.spans if request.HasField("spans") else None))
+        self._check_model(options)
+        validation.check_request(len(request.docs), self.limits)
+        docs = [convert.doc(d) for d in request.docs]
+        response = pb.TokenizeResponse()
+        for i, item in enumerate(await self.engine.plan(docs, options)):
+            if isinstance(item, TokvecError):
+                response.docs.append(pb.TokenizedDoc(id=docs[i].id, error=pb.Error(code=item.code.value[0], message=str(item))))
+            else:
+                response.docs.append(convert.tokenized(item[0], item[1], self.engine.runner.tokenizer))
+        return response

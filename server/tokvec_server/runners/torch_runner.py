@@ -1,0 +1,61 @@
+"""A HuggingFace encoder (AutoModel + fast tokenizer) from a local folder, run with torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, fingerprint, resolve_device, resolve_dtype
+
+
+def _max_length(tokenizer: object, config: object) -> int:
+    # Tokenizers without a limit report a huge sentinel; fall back on the position table.
+    declared = getattr(tokenizer, "model_max_length", None) or 0
+    positions = getattr(config, "max_position_embeddings", None) or 512
+    return int(declared) if 0 < declared <= positions else int(positions)
+
+
+class TorchRunner:
+    def __init__(self, folder: Path, name: str, device: str, dtype: str) -> None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one line per start, not a progress bar in the logs
+
+        if not (folder / "config.json").is_file():
+            raise StartupError(f"--model {folder}: no config.json (not a HuggingFace model folder)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
+        except Exception as exc:  # transformers raises many kinds; all mean "cannot serve this"
+            raise StartupError(f"--model {folder}: tokenizer does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise StartupError(f"--model {folder}: needs a fast tokenizer (character offsets drive the alignment)")
+        self.device = resolve_device(device)
+        wire_dtype = resolve_dtype(dtype, self.device)
+        try:
+            model = AutoModel.from_pretrained(folder, local_files_only=True)
+        except Exception as exc:
+            raise StartupError(f"--model {folder}: weights do not load: {type(exc).__name__}: {str(exc)[:200]}") from None
+        # Weights go to the device once, in the compute dtype; nothing is copied back per batch
+        # except the pooled rows.
+        self.model = model.to(device=self.device, dtype=TORCH_DTYPES[wire_dtype]).eval()
+        config = model.config
+        width = int(config.hidden_size)
+        if len(self.tokenizer) > int(getattr(config, "vocab_size", len(self.tokenizer))) + 1000:
+            raise StartupError(f"--model {folder}: tokenizer has {len(self.tokenizer)} pieces, model vocab_size is {config.vocab_size}")
+        self.info = ModelInfo(
+            name=name,
+            fingerprint=fingerprint(folder, width),
+            width=width,
+            max_length=_max_length(self.tokenizer, config),
+            n_layers=int(config.num_hidden_layers),
+            backend="torch",
+            device=str(self.device),
+            dtype=wire_dtype,
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(layers))
+        chosen = [out.hidden_states[i] for i in layers] if layers else []
+        return out.last_hidden_state, chosen
