@@ -54,11 +54,12 @@ def to_doc(doc: DocLike, index: int) -> pb.Doc:
     if isinstance(doc, str):
         return pb.Doc(id=str(index), text=doc)
     if isinstance(doc, Mapping):
+        words = doc.get("words") or ()
         return pb.Doc(
             id=str(doc.get("id", index)),
-            words=doc.get("words", ()),
-            spaces=doc.get("spaces", ()),
-            text=doc.get("text", ""),
+            words=words,
+            spaces=doc.get("spaces", ()) or (),
+            text="" if words else doc.get("text", ""),  # words win: rows follow the caller's tokens
             sent_starts=doc.get("sent_starts", ()) or (),
             lang=doc.get("lang", ""),
         )
