@@ -81,9 +81,9 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType) -> Itera
     plan, width = out.plan, _width(out)
     itemsize = 2 if dtype is not DType.FLOAT32 else 4
     row_bytes = width * itemsize * (int(out.rows is not None) + len(out.layers))
-    n_chunks = max(1, math.ceil(plan.n_tokens * row_bytes / CHUNK_BYTES))
-    if out.pieces is not None:
-        n_chunks = max(n_chunks, math.ceil(out.pieces.nbytes / CHUNK_BYTES))
+    piece_bytes = out.pieces.nbytes if out.pieces is not None else 0
+    # Every chunk carries a share of both token rows and piece rows: budget their sum.
+    n_chunks = max(1, math.ceil((plan.n_tokens * row_bytes + piece_bytes) / CHUNK_BYTES))
     row_cuts = np.linspace(0, plan.n_tokens, n_chunks + 1).astype(int)
     n_pieces = len(out.pieces) if out.pieces is not None else 0
     piece_cuts = np.linspace(0, n_pieces, n_chunks + 1).astype(int)
