@@ -20,6 +20,12 @@ class StartupError(Exception):
     """The model cannot be served; the message names the path or setting and the cause."""
 
 
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line, for the single line a failed start prints."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str

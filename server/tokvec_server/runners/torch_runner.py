@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, fingerprint, resolve_device, resolve_dtype
+from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, fingerprint, one_line, resolve_device, resolve_dtype
 
 
 def _max_length(tokenizer: object, config: object) -> int:
@@ -28,7 +28,7 @@ class TorchRunner:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
         except Exception as exc:  # transformers raises many kinds; all mean "cannot serve this"
-            raise StartupError(f"--model {folder}: tokenizer does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise StartupError(f"--model {folder}: tokenizer does not load: {one_line(exc)}") from None
         if not getattr(self.tokenizer, "is_fast", False):
             raise StartupError(f"--model {folder}: needs a fast tokenizer (character offsets drive the alignment)")
         self.device = resolve_device(device)
@@ -36,7 +36,7 @@ class TorchRunner:
         try:
             model = AutoModel.from_pretrained(folder, local_files_only=True)
         except Exception as exc:
-            raise StartupError(f"--model {folder}: weights do not load: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise StartupError(f"--model {folder}: weights do not load: {one_line(exc)}") from None
         # Weights go to the device once, in the compute dtype; nothing is copied back per batch
         # except the pooled rows.
         self.model = model.to(device=self.device, dtype=TORCH_DTYPES[wire_dtype]).eval()
