@@ -6,7 +6,7 @@ from typing import Any, Iterator
 import pytest
 
 from serving import DATA, ServerProcess, ServerThread
-from tokvec_server.settings import Settings
+from tokvec_server.settings import ModelSettings, Settings
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,6 @@ def minilm() -> Iterator[ServerProcess]:
 @pytest.fixture
 def fake_server() -> Iterator[ServerThread]:
     """An in-process server on the deterministic fake runner; ``.runner.faults`` has the hooks."""
-    server = ServerThread(Settings(backend="fake"))
+    server = ServerThread(Settings(models=(ModelSettings(backend="fake"),)))
     yield server
     server.stop()

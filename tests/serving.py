@@ -94,7 +94,7 @@ class ServerThread:
 
     @property
     def runner(self) -> Any:
-        return self.server.engine.runner
+        return self.server.engines[0].runner
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.server.request_stop)

@@ -16,7 +16,7 @@ from tokvec_server.batching.queue import Scheduler
 from tokvec_server.batching.worker import ModelWorker, job_layers
 from tokvec_server.errors import TokvecError
 from tokvec_server.runners import Runner
-from tokvec_server.settings import Settings
+from tokvec_server.settings import Limits, ModelSettings
 from tokvec_server.types import DocInput, EmbedOptions, SpanSpec, Tokens
 
 log = logging.getLogger("tokvec.engine")
@@ -25,15 +25,18 @@ Prepared = tuple[Tokens, DocPlan] | TokvecError
 
 
 class Engine:
-    def __init__(self, settings: Settings, runner: Runner, on_fatal: Callable[[BaseException], None]) -> None:
-        self.settings = settings
+    """One served model: its runner, its queue and its worker threads."""
+
+    def __init__(self, model: ModelSettings, limits: Limits, runner: Runner, words: validation.SpacyWords, on_fatal: Callable[[BaseException], None]) -> None:
+        self.model = model
+        self.limits = limits
         self.runner = runner
         self.info = runner.info
         self.specials = Specials.of(runner.tokenizer)
-        b = settings.batching
+        b = model.batching
         self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces)
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
-        self.words = validation.SpacyWords()
+        self.words = words
         # Tokenizing is CPU work: it runs here, never on the event loop.
         self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokvec-tokenize")
 
@@ -49,7 +52,7 @@ class Engine:
         """Run one full-budget batch so the first caller pays no allocation cost; seconds taken."""
         started = time.perf_counter()
         window = min(self.info.max_length, 128)
-        rows = max(1, self.settings.batching.max_batch_items // window)
+        rows = max(1, self.model.batching.max_batch_items // window)
         words = ["warm"] * (window - 2)
         docs = [Tokens(f"warmup-{i}", words, [True] * len(words), None) for i in range(rows)]
         plans = plan_docs(docs, SpanSpec("doc", 0, 0), self.runner.tokenizer, self.info.max_length, self.specials)
@@ -70,7 +73,7 @@ class Engine:
         checked: list[Tokens | TokvecError] = []
         for i, doc in enumerate(docs):
             try:
-                checked.append(validation.check_doc(doc, i, self.settings.limits, self.words, need_sents))
+                checked.append(validation.check_doc(doc, i, self.limits, self.words, need_sents))
             except TokvecError as exc:
                 checked.append(exc)
         valid = [t for t in checked if isinstance(t, Tokens)]

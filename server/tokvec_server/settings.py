@@ -36,16 +36,27 @@ class Batching:
     max_queued_pieces: int = 2_000_000
 
 
+BACKENDS = ("torch", "onnx", "fake")
+
+
 @dataclass(frozen=True)
-class Settings:
-    model: str = ""  # local folder of a HuggingFace encoder; "" = the embedded all-MiniLM-L6-v2
-    model_name: str = ""  # name shown by Info and chosen per request; "" = the folder's name
-    address: str = "127.0.0.1:50051"
+class ModelSettings:
+    """One served model: its own runner, queue and batch budget."""
+
+    path: str = ""  # local folder of a HuggingFace encoder; "" = the embedded all-MiniLM-L6-v2
+    name: str = ""  # chosen per request and listed by Info; "" = derived from the folder
+    backend: str = "torch"  # torch | onnx | fake (the deterministic test runner)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # compute dtype: auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
-    backend: str = "torch"  # torch | fake (the deterministic test runner)
-    limits: Limits = Limits()
+    quantize: str = ""  # "" | int8 (ONNX on CPU)
     batching: Batching = Batching()
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[ModelSettings, ...] = (ModelSettings(),)  # the first is the default model
+    address: str = "127.0.0.1:50051"
+    limits: Limits = Limits()
     reflection: bool = False
     grace_s: float = 10.0  # SIGTERM: how long in-flight work may finish
 
@@ -60,22 +71,36 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
         nested = {"limits": Limits, "batching": Batching}.get(key)
-        kwargs[key] = _build(nested, value, f"{where}.{key}") if nested else value
+        if key == "models":
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"{where}.models: a non-empty list of [[models]] tables")
+            kwargs[key] = tuple(_build(ModelSettings, v, f"{where}.models[{i}]") for i, v in enumerate(value))
+        else:
+            kwargs[key] = _build(nested, value, f"{where}.{key}") if nested else value
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from an optional TOML file, then command-line overrides (None means not given)."""
+def load_settings(config: Path | None = None, *, address: str | None = None, **model: Any) -> Settings:
+    """Settings from an optional TOML file, then command-line flags (None means not given).
+
+    Model flags (path, name, backend, device, dtype, quantize) apply to the first model.
+    """
     values: dict[str, Any] = {}
     if config is not None:
         try:
             values = tomllib.loads(config.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"--config {config}: {exc}") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    if address is not None:
+        values["address"] = address
+    flags = {k: v for k, v in model.items() if v is not None}
+    if flags:
+        models = list(values.get("models") or [{}])
+        models[0] = {**models[0], **flags}
+        values["models"] = models
     settings: Settings = _build(Settings, values, str(config) if config else "settings")
     check(settings)
     return settings
@@ -83,16 +108,23 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
 
 def check(settings: Settings) -> None:
     """Refuse nonsense at start, naming the setting (RELIABILITY.md R7)."""
-    for group in (settings.limits, settings.batching):
+    groups: list[Any] = [settings.limits, *(m.batching for m in settings.models)]
+    for group in groups:
         for f in dataclasses.fields(group):
             value = getattr(group, f.name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{f.name}: {value!r} is not a non-negative number")
-    if settings.batching.max_batch_items < 512:
-        raise ValueError(f"max_batch_items: {settings.batching.max_batch_items} < 512 (one full-length span)")
-    if settings.backend not in ("torch", "fake"):
-        raise ValueError(f"backend: {settings.backend!r} is not torch or fake")
-    if settings.dtype not in ("auto", "float32", "float16", "bfloat16"):
-        raise ValueError(f"dtype: {settings.dtype!r} is not auto, float32, float16 or bfloat16")
-    if not (settings.device in ("auto", "cpu", "cuda") or settings.device.startswith("cuda:")):
-        raise ValueError(f"device: {settings.device!r} is not auto, cpu, cuda or cuda:N")
+    names = [m.name for m in settings.models if m.name]
+    if len(names) != len(set(names)):
+        raise ValueError(f"models: names must differ, got {names}")
+    for m in settings.models:
+        if m.batching.max_batch_items < 512:
+            raise ValueError(f"max_batch_items: {m.batching.max_batch_items} < 512 (one full-length span)")
+        if m.backend not in BACKENDS:
+            raise ValueError(f"backend: {m.backend!r} is not one of {', '.join(BACKENDS)}")
+        if m.dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ValueError(f"dtype: {m.dtype!r} is not auto, float32, float16 or bfloat16")
+        if not (m.device in ("auto", "cpu", "cuda") or m.device.startswith("cuda:")):
+            raise ValueError(f"device: {m.device!r} is not auto, cpu, cuda or cuda:N")
+        if m.quantize not in ("", "int8"):
+            raise ValueError(f"quantize: {m.quantize!r} is not int8")

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokvec serve: the server is not installed ({exc.name}); pip install 'tokvec[server]'", file=sys.stderr)
         return 2
     try:
-        settings = load_settings(args.config, model=args.model, address=args.address, device=args.device, dtype=args.dtype, backend=args.backend)
+        settings = load_settings(args.config, address=args.address, path=args.model, device=args.device, dtype=args.dtype, backend=args.backend)
         return run_server(settings)
     except (StartupError, ValueError, OSError) as exc:
         # One line naming the path or setting and the cause; no traceback (RELIABILITY.md R7).

@@ -12,7 +12,7 @@ from tokvec_server.alignment import DocPlan
 from tokvec_server.batching.jobs import DocOutput
 from tokvec_server.errors import InvalidInput, TokvecError
 from tokvec_server.runners import ModelInfo
-from tokvec_server.settings import Settings
+from tokvec_server.settings import Batching, Limits
 from tokvec_server.types import DocInput, DType, EmbedOptions, Output, Pooling, SpanSpec, Tokens
 
 # Tensor bytes per response message: responses stay well under gRPC's 4 MiB default.
@@ -147,14 +147,15 @@ def tokenized(doc: Tokens, plan: DocPlan, tokenizer: object) -> pb.TokenizedDoc:
     return msg
 
 
-def info(model: ModelInfo, settings: Settings, version: str) -> pb.InfoResponse:
-    limits, batching = settings.limits, settings.batching
+def info(models: list[tuple[ModelInfo, Batching]], limits: Limits, version: str) -> pb.InfoResponse:
+    """The first model is the default. Batch settings are per model; Limits shows the default's."""
+    batching = models[0][1]
     return pb.InfoResponse(
         version=version,
         models=[pb.ModelInfo(
-            name=model.name, fingerprint=model.fingerprint, width=model.width, max_length=model.max_length,
-            backend=model.backend, device=model.device, dtype=_DTYPE_PB[model.dtype], n_layers=model.n_layers, is_default=True,
-        )],
+            name=m.name, fingerprint=m.fingerprint, width=m.width, max_length=m.max_length,
+            backend=m.backend, device=m.device, dtype=_DTYPE_PB[m.dtype], n_layers=m.n_layers, is_default=i == 0,
+        ) for i, (m, _) in enumerate(models)],
         limits=pb.Limits(
             max_docs_per_request=limits.max_docs_per_request, max_tokens_per_doc=limits.max_tokens_per_doc,
             max_chars_per_doc=limits.max_chars_per_doc, max_message_bytes=limits.max_message_bytes,

@@ -17,6 +17,7 @@ from tokvec_server.engine import Engine
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
+from tokvec_server.validation import SpacyWords
 
 log = logging.getLogger("tokvec.server")
 
@@ -48,9 +49,12 @@ class Server:
     async def start(self) -> None:
         settings = self.settings
         loop = self._loop = asyncio.get_running_loop()
-        runner = await loop.run_in_executor(None, load_runner, settings)
-        self.engine = Engine(settings, runner, self._fatal)
-        self.service = EmbedService(self.engine)
+        words = SpacyWords()
+        self.engines = []
+        for model in settings.models:
+            runner = await loop.run_in_executor(None, load_runner, model)
+            self.engines.append(Engine(model, settings.limits, runner, words, self._fatal))
+        self.service = EmbedService(self.engines, settings.limits)
         self.server = grpc.aio.server(options=grpc_options(settings))
         tokvec_pb2_grpc.add_EmbedServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -67,16 +71,19 @@ class Server:
         await self.server.start()
         where = settings.address if settings.address.startswith("unix:") else f"{settings.address.rsplit(':', 1)[0]}:{self.port}"
         self.say(f"tokvec: listening on {where}")
-        self.engine.start()
-        seconds = await loop.run_in_executor(None, self.engine.warmup)
+        for engine in self.engines:
+            engine.start()
+            # Readiness waits for one full-budget batch per model: the first caller pays nothing.
+            seconds = await loop.run_in_executor(None, engine.warmup)
+            info = engine.info
+            self.say(
+                f"tokvec: model {info.name} ({info.fingerprint}, width {info.width}, max length {info.max_length}) "
+                f"on {info.device} {info.dtype.value}, batch budget {engine.model.batching.max_batch_items} pieces, warmup {seconds:.2f}s"
+            )
         self.service.ready = True
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        info = runner.info
-        self.say(
-            f"tokvec: ready: model {info.name} ({info.fingerprint}, width {info.width}, max length {info.max_length}) "
-            f"on {info.device} {info.dtype.value}, batch budget {settings.batching.max_batch_items} pieces, warmup {seconds:.2f}s"
-        )
+        self.say(f"tokvec: ready: {len(self.engines)} model(s), default {self.engines[0].info.name}")
 
     def _fatal(self, exc: BaseException) -> None:
         """Called from a dead model thread: end the process non-zero so an orchestrator restarts it."""
@@ -96,7 +103,8 @@ class Server:
         self.service.ready = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.grace_s)
-        self.engine.stop()
+        for engine in self.engines:
+            engine.stop()
 
 
 async def serve(settings: Settings) -> int:

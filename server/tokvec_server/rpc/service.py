@@ -16,6 +16,7 @@ from tokvec_server import __version__, validation
 from tokvec_server.engine import Engine
 from tokvec_server.errors import InvalidInput, NotReady, TokvecError
 from tokvec_server.rpc import convert
+from tokvec_server.settings import Limits
 from tokvec_server.types import DocInput, EmbedOptions
 
 log = logging.getLogger("tokvec.rpc")
@@ -62,53 +63,57 @@ def _streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIt
 
 
 class EmbedService(pb_grpc.EmbedServiceServicer):
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.limits = engine.settings.limits
+    def __init__(self, engines: list[Engine], limits: Limits) -> None:
+        self.engines = {e.info.name: e for e in engines}
+        self.default = engines[0]
+        self.limits = limits
         self.ready = False
 
-    def _check_model(self, options: EmbedOptions) -> None:
+    def _engine(self, options: EmbedOptions) -> Engine:
         if not self.ready:
             raise NotReady("the server is not ready (loading or draining)")
-        if options.model and options.model != self.engine.info.name:
-            raise InvalidInput(f"options.model: {options.model!r} is not served (served: {self.engine.info.name!r})")
+        if not options.model:
+            return self.default
+        if options.model not in self.engines:
+            raise InvalidInput(f"options.model: {options.model[:100]!r} is not served (served: {', '.join(sorted(self.engines))})")
+        return self.engines[options.model]
 
     @_streaming
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
         options = convert.options(request.options)
-        self._check_model(options)
+        engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
         docs = [convert.doc(d) for d in request.docs]
-        futures = await self.engine.embed(docs, options)
+        futures = await engine.embed(docs, options)
         try:
             for i, (doc, future) in enumerate(zip(docs, futures)):
-                for msg in await self._result(i, doc, future, options):
+                for msg in await self._result(engine, i, doc, future, options):
                     yield pb.EmbedResponse(result=msg)
         finally:
             for future in futures:  # the caller left: queued docs never reach the model
                 future.cancel()
 
-    async def _result(self, index: int, doc: DocInput, future: asyncio.Future[Any], options: EmbedOptions) -> list[pb.DocResult]:
+    async def _result(self, engine: Engine, index: int, doc: DocInput, future: asyncio.Future[Any], options: EmbedOptions) -> list[pb.DocResult]:
         try:
             out = await future
         except TokvecError as exc:
             return [convert.error(index, doc.id, exc)]
-        return list(convert.results(index, out, self.engine.info.fingerprint, options.dtype))
+        return list(convert.results(index, out, engine.info.fingerprint, options.dtype))
 
     @_streaming
     async def EmbedStream(self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedStreamResponse]:
         # At most max_in_flight_per_stream docs are queued or unsent; past that we stop reading,
         # and HTTP/2 flow control pushes back on the sender.
         room = asyncio.Semaphore(self.limits.max_in_flight_per_stream)
-        ordered: asyncio.Queue[tuple[int, DocInput, asyncio.Future[Any] | TokvecError, EmbedOptions] | None] = asyncio.Queue()
+        ordered: asyncio.Queue[tuple[int, DocInput, asyncio.Future[Any] | TokvecError, Engine | None, EmbedOptions] | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read_stream(request_iterator, room, ordered))
         try:
             while (item := await ordered.get()) is not None:
-                index, doc, future, options = item
-                if isinstance(future, TokvecError):
-                    msgs = [convert.error(index, doc.id, future)]
+                index, doc, future, engine, options = item
+                if isinstance(future, TokvecError) or engine is None:
+                    msgs = [convert.error(index, doc.id, future)] if isinstance(future, TokvecError) else []
                 else:
-                    msgs = await self._result(index, doc, future, options)
+                    msgs = await self._result(engine, index, doc, future, options)
                 for msg in msgs:
                     yield pb.EmbedStreamResponse(result=msg)
                 room.release()
@@ -128,13 +133,13 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
                 docs = [convert.doc(d) for d in request.docs]
                 try:
                     options = convert.options(request.options)
-                    self._check_model(options)
+                    engine = self._engine(options)
                     validation.check_request(len(docs), self.limits)
                 except TokvecError as exc:
                     # A bad message fails its own docs, in-band; the stream goes on.
                     for doc in docs:
                         await room.acquire()
-                        await ordered.put((index, doc, exc, EmbedOptions()))
+                        await ordered.put((index, doc, exc, None, EmbedOptions()))
                         index += 1
                     continue
                 for start in range(0, len(docs), step):
@@ -142,29 +147,29 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
                     for _ in part:
                         await room.acquire()
                     try:
-                        futures: list[Any] = await self.engine.embed(part, options)
+                        futures: list[Any] = await engine.embed(part, options)
                     except TokvecError as exc:
                         futures = [exc] * len(part)
                     for doc, future in zip(part, futures):
-                        await ordered.put((index, doc, future, options))
+                        await ordered.put((index, doc, future, engine, options))
                         index += 1
         finally:
             await ordered.put(None)
 
     @_unary
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
-        return convert.info(self.engine.info, self.engine.settings, __version__)
+        return convert.info([(e.info, e.model.batching) for e in self.engines.values()], self.limits, __version__)
 
     @_unary
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
         options = EmbedOptions(model=request.model, spans=convert.spans(request.spans if request.HasField("spans") else None))
-        self._check_model(options)
+        engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
         docs = [convert.doc(d) for d in request.docs]
         response = pb.TokenizeResponse()
-        for i, item in enumerate(await self.engine.plan(docs, options)):
+        for i, item in enumerate(await engine.plan(docs, options)):
             if isinstance(item, TokvecError):
                 response.docs.append(pb.TokenizedDoc(id=docs[i].id, error=pb.Error(code=item.code.value[0], message=str(item))))
             else:
-                response.docs.append(convert.tokenized(item[0], item[1], self.engine.runner.tokenizer))
+                response.docs.append(convert.tokenized(item[0], item[1], engine.runner.tokenizer))
         return response

