@@ -4,6 +4,8 @@ spans, and hand back one awaitable result per doc, in order."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +36,7 @@ class Engine:
         self.info = runner.info
         self.specials = Specials.of(runner.tokenizer)
         b = model.batching
-        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces)
+        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000)
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
         self.words = words
         # Tokenizing is CPU work: it runs here, never on the event loop.
@@ -59,7 +61,7 @@ class Engine:
         done = [False] * rows
         for i, plan in enumerate(plans):
             job = DocJob(docs[i], plan, EmbedOptions(), (), lambda _r, i=i: done.__setitem__(i, True))
-            self.scheduler.submit(job.spans())
+            self.scheduler.submit([job])
         while not all(done):
             time.sleep(0.01)
         return time.perf_counter() - started
@@ -86,8 +88,10 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prep, self._prepare, docs, options)
 
-    async def embed(self, docs: list[DocInput], options: EmbedOptions) -> list[asyncio.Future[DocOutput]]:
-        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error."""
+    async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf) -> list[asyncio.Future[DocOutput]]:
+        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
+
+        Cancelling a future takes its doc out of the queue before it reaches the model."""
         prepared = await self.plan(docs, options)
         loop = asyncio.get_running_loop()
         layers = job_layers(options.hidden_layers, self.info.n_layers)
@@ -100,20 +104,24 @@ class Engine:
                 future.set_exception(item)
                 continue
             tokens, plan = item
-            job = DocJob(tokens, plan, options, layers, _resolver(loop, future))
-            future.add_done_callback(lambda f, job=job: f.cancelled() and job.cancelled.set())
+            job = DocJob(tokens, plan, options, layers, _resolver(loop, future), client, deadline)
+            future.add_done_callback(functools.partial(self._on_done, job))
             if plan.span_ids:
                 jobs.append(job)
             else:
                 job.finish(self.info.width, self.runner.device)  # empty doc: (0, width), no model call
-        spans = [span for job in jobs for span in job.spans()]
-        if spans:
+        if jobs:
             try:
-                self.scheduler.submit(spans)
+                self.scheduler.submit(jobs)
             except TokvecError as exc:
                 for job in jobs:
                     job.fail(exc)
         return futures
+
+    def _on_done(self, job: DocJob, future: asyncio.Future[DocOutput]) -> None:
+        if future.cancelled():
+            job.cancelled.set()
+            self.scheduler.wake()
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[DocOutput]) -> Callable[[DocOutput | TokvecError], None]:

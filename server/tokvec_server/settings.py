@@ -32,8 +32,11 @@ class Batching:
     max_batch_items: int = 4096
     # How long the first queued span may wait for batch-mates before the batch goes anyway.
     max_wait_ms: float = 5.0
-    # Admission: work beyond this many queued pieces is refused with RESOURCE_EXHAUSTED.
+    # Admission: work beyond these is refused with RESOURCE_EXHAUSTED, naming the limit.
     max_queued_pieces: int = 2_000_000
+    max_queued_docs: int = 20_000
+    # A doc still queued after this long is answered RESOURCE_EXHAUSTED instead of run late.
+    max_queue_ms: float = 60_000.0
 
 
 BACKENDS = ("torch", "onnx", "fake")
@@ -53,15 +56,38 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class Security:
+    token_file: str = ""  # bearer tokens, one per line (several at once for rotation)
+    tls_cert: str = ""  # PEM certificate chain and key: serve TLS
+    tls_key: str = ""
+    tls_client_ca: str = ""  # PEM CA bundle: require client certificates signed by it (mutual TLS)
+    # A token over plaintext on a non-loopback address is refused unless this is set.
+    allow_insecure_token: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     models: tuple[ModelSettings, ...] = (ModelSettings(),)  # the first is the default model
     address: str = "127.0.0.1:50051"
     limits: Limits = Limits()
+    security: Security = Security()
     reflection: bool = False
-    grace_s: float = 10.0  # SIGTERM: how long in-flight work may finish
+    metrics_address: str = ""  # HOST:PORT for the Prometheus endpoint; "" = off
+    # SIGTERM: readiness flips at once; new work is still taken for drain_s (load balancers catch
+    # up), then refused UNAVAILABLE; admitted work has grace_s more to finish.
+    drain_s: float = 0.0
+    grace_s: float = 10.0
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def is_local(address: str) -> bool:
+    """Loopback and unix sockets: places where plaintext does not leave the machine."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -70,7 +96,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     for key, value in values.items():
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
-        nested = {"limits": Limits, "batching": Batching}.get(key)
+        nested = {"limits": Limits, "batching": Batching, "security": Security}.get(key)
         if key == "models":
             if not isinstance(value, list) or not value:
                 raise ValueError(f"{where}.models: a non-empty list of [[models]] tables")
@@ -83,10 +109,11 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def load_settings(config: Path | None = None, *, address: str | None = None, **model: Any) -> Settings:
+def load_settings(config: Path | None = None, *, server: dict[str, Any] | None = None, security: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> Settings:
     """Settings from an optional TOML file, then command-line flags (None means not given).
 
-    Model flags (path, name, backend, device, dtype, quantize) apply to the first model.
+    ``server`` flags are top-level settings; ``model`` flags (path, name, backend, device, dtype,
+    quantize) apply to the first model.
     """
     values: dict[str, Any] = {}
     if config is not None:
@@ -94,10 +121,14 @@ def load_settings(config: Path | None = None, *, address: str | None = None, **m
             values = tomllib.loads(config.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"--config {config}: {exc}") from None
-    if address is not None:
-        values["address"] = address
-    flags = {k: v for k, v in model.items() if v is not None}
-    if flags:
+
+    def given(flags: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in (flags or {}).items() if v is not None}
+
+    values.update(given(server))
+    if sec := given(security):
+        values["security"] = {**values.get("security", {}), **sec}
+    if flags := given(model):
         models = list(values.get("models") or [{}])
         models[0] = {**models[0], **flags}
         values["models"] = models
@@ -114,6 +145,17 @@ def check(settings: Settings) -> None:
             value = getattr(group, f.name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{f.name}: {value!r} is not a non-negative number")
+    sec = settings.security
+    for name in ("token_file", "tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(sec, name)
+        if path and not Path(path).is_file():
+            raise ValueError(f"{name}: {path} is not a readable file")
+    if bool(sec.tls_cert) != bool(sec.tls_key):
+        raise ValueError("tls_cert and tls_key: set both or neither")
+    if sec.tls_client_ca and not sec.tls_cert:
+        raise ValueError("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
+    if sec.token_file and not sec.tls_cert and not sec.allow_insecure_token and not is_local(settings.address):
+        raise ValueError(f"token_file: bearer tokens over plaintext on {settings.address} (not loopback); serve TLS or set allow_insecure_token")
     names = [m.name for m in settings.models if m.name]
     if len(names) != len(set(names)):
         raise ValueError(f"models: names must differ, got {names}")

@@ -15,6 +15,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--dtype", help="compute dtype: auto | float32 | float16 | bfloat16")
     p.add_argument("--backend", help="torch (default) | fake (deterministic test model)")
     p.add_argument("--config", type=Path, help="TOML settings file (command-line flags win)")
+    p.add_argument("--token-file", help="require a bearer token from this file (one per line; rotation: several)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--tls-client-ca", help="PEM CA: require client certificates (mutual TLS)")
+    p.add_argument("--allow-insecure-token", action="store_true", default=None, help="allow tokens over plaintext off loopback")
+    p.add_argument("--metrics-address", help="HOST:PORT for a Prometheus /metrics endpoint")
+    p.add_argument("--reflection", action="store_true", default=None, help="enable gRPC server reflection")
     p.set_defaults(run=run)
 
 
@@ -27,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokvec serve: the server is not installed ({exc.name}); pip install 'tokvec[server]'", file=sys.stderr)
         return 2
     try:
-        settings = load_settings(args.config, address=args.address, path=args.model, device=args.device, dtype=args.dtype, backend=args.backend)
+        settings = load_settings(
+            args.config,
+            server={"address": args.address, "metrics_address": args.metrics_address, "reflection": args.reflection},
+            security={"token_file": args.token_file, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+                      "tls_client_ca": args.tls_client_ca, "allow_insecure_token": args.allow_insecure_token},
+            model={"path": args.model, "device": args.device, "dtype": args.dtype, "backend": args.backend},
+        )
         return run_server(settings)
     except (StartupError, ValueError, OSError) as exc:
         # One line naming the path or setting and the cause; no traceback (RELIABILITY.md R7).

@@ -3,6 +3,7 @@ one is back, the doc's piece rows are pooled on the device and copied to host on
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class DocJob:
     options: EmbedOptions
     layers: tuple[int, ...]  # requested hidden layers as non-negative indices
     deliver: Deliver  # thread-safe; called exactly once
+    client: str = ""  # who asked (the peer): the scheduler shares batches fairly between clients
+    deadline: float = math.inf  # time.monotonic() after which the caller no longer waits
     cancelled: threading.Event = field(default_factory=threading.Event)
     parts: list[torch.Tensor | None] = field(init=False)
     layer_parts: list[list[torch.Tensor]] = field(init=False)
@@ -61,6 +64,10 @@ class DocJob:
         self.layer_parts[index] = layers
         self._left -= 1
         return self._left == 0
+
+    @property
+    def done(self) -> bool:
+        return self._delivered or self.cancelled.is_set()
 
     def fail(self, error: TokvecError) -> None:
         if not self._delivered:

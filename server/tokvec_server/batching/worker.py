@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
-from typing import Callable
+from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from tokvec_server.batching.jobs import DocJob, SpanJob
 from tokvec_server.batching.queue import Scheduler
-from tokvec_server.errors import ModelFailure
-from tokvec_server.runners.base import Runner, pad
+from tokvec_server.errors import ModelFailure, Overloaded
+from tokvec_server.runners.base import OutOfMemory, Runner, pad
 
 log = logging.getLogger("tokvec.worker")
 
@@ -34,7 +34,9 @@ class ModelWorker:
             threading.Thread(target=self._guard, args=(self._prepare_loop,), name="tokvec-prep", daemon=True),
             threading.Thread(target=self._guard, args=(self._device_loop,), name="tokvec-model", daemon=True),
         ]
-        self.batches = 0
+        self.min_batch_items = 512
+        self.metrics: Any = None  # the tokvec_server.metrics module, once metrics are served
+        self.stats = {"batches": 0, "bisections": 0, "oom_splits": 0, "padded_pieces": 0, "real_pieces": 0}
 
     def start(self) -> None:
         for thread in self._threads:
@@ -73,26 +75,73 @@ class ModelWorker:
                 self._run(*item)
 
     def _run(self, batch: list[SpanJob], ids: torch.Tensor, mask: torch.Tensor, layers: tuple[int, ...]) -> None:
-        live = [s for s in batch if not s.job.cancelled.is_set()]
+        live = [i for i, s in enumerate(batch) if not s.job.done]
         if not live:
             return
+        if len(live) < len(batch):  # a doc was cancelled while its batch was being prepared
+            keep = torch.tensor(live, device=ids.device)
+            batch, ids, mask = [batch[i] for i in live], ids.index_select(0, keep), mask.index_select(0, keep)
+        self._attempt(batch, ids, mask, layers)
+
+    def _attempt(self, batch: list[SpanJob], ids: torch.Tensor, mask: torch.Tensor, layers: tuple[int, ...]) -> None:
+        """Run a batch; when it fails, split it in two and run each half, so one poison doc or one
+        out-of-memory fails only the doc that cannot run alone (RELIABILITY.md R8, R9)."""
+        started = time.perf_counter()
         try:
             hidden, chosen = self.runner.forward(ids, mask, layers)
-        except Exception:
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("forward failed (error id %s)", error_id)
-            for span in live:
-                span.job.fail(ModelFailure(f"model failure (error id {error_id})"))
+        except Exception as exc:
+            oom = is_out_of_memory(exc)
+            if len(batch) == 1:
+                self._fail_alone(batch[0], exc, oom, int(mask.sum()))
+                return
+            if oom:
+                # Smaller batches from now on: the budget that just failed, halved.
+                self.scheduler.max_batch_items = max(self.min_batch_items, min(self.scheduler.max_batch_items, ids.numel() // 2))
+                self.stats["oom_splits"] += 1
+                log.warning("out of memory on %d x %d pieces: split, batch budget now %d", *ids.shape, self.scheduler.max_batch_items)
+            else:
+                self.stats["bisections"] += 1
+            half = len(batch) // 2
+            for part in (slice(0, half), slice(half, None)):
+                part_mask = mask[part]
+                longest = int(part_mask.sum(1).max())
+                self._attempt(batch[part], ids[part, :longest], part_mask[:, :longest], layers)
             return
-        self.batches += 1
-        lengths = np.fromiter((len(s.ids) for s in batch), dtype=np.int64, count=len(batch))
+        self.observe(batch, started)
+        self.stats["batches"] += 1
+        self.stats["padded_pieces"] += ids.numel()
+        self.stats["real_pieces"] += sum(len(s.ids) for s in batch)
         for row, span in enumerate(batch):
-            if span.job.cancelled.is_set():
+            if span.job.done:
                 continue
-            n = int(lengths[row])
+            n = len(span.ids)
             doc_layers = [chosen[layers.index(layer)][row, :n] for layer in span.job.layers]
             if span.job.add(span.index, hidden[row, :n], doc_layers):
                 span.job.finish(self.runner.info.width, self.runner.device)
+
+    def observe(self, batch: list[SpanJob], started: float) -> None:
+        """Stage timings for the metrics endpoint (no-op until it is served)."""
+        if self.metrics is None:
+            return
+        name = self.runner.info.name
+        self.metrics.FORWARD.labels(name).observe(time.perf_counter() - started)
+        self.metrics.BATCH_SPANS.labels(name).observe(len(batch))
+        now = time.monotonic()
+        wait = self.metrics.QUEUE_WAIT.labels(name)
+        for span in batch:
+            wait.observe(now - span.queued_at)
+
+    def _fail_alone(self, span: SpanJob, exc: Exception, oom: bool, pieces: int) -> None:
+        if oom:
+            span.job.fail(Overloaded(f"a span of {pieces} pieces does not fit in device memory"))
+            return
+        error_id = uuid.uuid4().hex[:12]
+        log.error("forward failed for doc %r alone (error id %s)", span.job.doc.id[:64], error_id, exc_info=exc)
+        span.job.fail(ModelFailure(f"model failure (error id {error_id})"))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, OutOfMemory, torch.OutOfMemoryError))
 
 
 def job_layers(requested: tuple[int, ...], n_layers: int) -> tuple[int, ...]:

@@ -1,19 +1,23 @@
 """Build and run the gRPC server: the EmbedService, standard health and (opt-in) reflection,
-readiness after warmup, and a graceful drain on SIGTERM."""
+auth and TLS, readiness after warmup, and a graceful drain on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from tokvec.v1 import tokvec_pb2, tokvec_pb2_grpc
+from tokvec.v1 import tokvec_pb2
 from tokvec_server.engine import Engine
+from tokvec_server.rpc.auth import TokenAuth, read_tokens
+from tokvec_server.rpc.handlers import add_embed_service
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
@@ -31,8 +35,23 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         # Clients re-resolve and rebalance when connections age out.
         ("grpc.max_connection_age_ms", 300_000),
         ("grpc.max_connection_age_grace_ms", 30_000),
+        # A peer that stops answering pings is dropped, with its queued docs.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_ping_strikes", 2),  # abusive pingers get GOAWAY too_many_pings
         ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
     ]
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    sec = settings.security
+    if not sec.tls_cert:
+        return None
+    pair = [(Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())]
+    if sec.tls_client_ca:
+        return grpc.ssl_server_credentials(pair, root_certificates=Path(sec.tls_client_ca).read_bytes(), require_client_auth=True)
+    return grpc.ssl_server_credentials(pair)
 
 
 class Server:
@@ -44,19 +63,24 @@ class Server:
         self.port = 0
         self._stop = asyncio.Event()
         self._exit_code = 0
+        self._fatal_error = False
         self.health = health.aio.HealthServicer()
 
     async def start(self) -> None:
         settings = self.settings
         loop = self._loop = asyncio.get_running_loop()
+        sec = settings.security
+        interceptors = [TokenAuth(read_tokens(Path(sec.token_file)))] if sec.token_file else []
+        self.server = grpc.aio.server(options=grpc_options(settings), interceptors=interceptors)
+        # Bind before loading the model: a port in use fails in milliseconds, not after the load.
+        self.port = self._bind(settings)
         words = SpacyWords()
-        self.engines = []
+        self.engines: list[Engine] = []
         for model in settings.models:
             runner = await loop.run_in_executor(None, load_runner, model)
             self.engines.append(Engine(model, settings.limits, runner, words, self._fatal))
         self.service = EmbedService(self.engines, settings.limits)
-        self.server = grpc.aio.server(options=grpc_options(settings))
-        tokvec_pb2_grpc.add_EmbedServiceServicer_to_server(self.service, self.server)
+        add_embed_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
             from grpc_reflection.v1alpha import reflection
@@ -64,13 +88,7 @@ class Server:
             reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        try:
-            self.port = self.server.add_insecure_port(settings.address)
-        except RuntimeError as exc:
-            raise OSError(f"--address {settings.address}: cannot bind ({exc})") from None
-        await self.server.start()
-        where = settings.address if settings.address.startswith("unix:") else f"{settings.address.rsplit(':', 1)[0]}:{self.port}"
-        self.say(f"tokvec: listening on {where}")
+        await self._start_listening(settings)
         for engine in self.engines:
             engine.start()
             # Readiness waits for one full-budget batch per model: the first caller pays nothing.
@@ -80,17 +98,50 @@ class Server:
                 f"tokvec: model {info.name} ({info.fingerprint}, width {info.width}, max length {info.max_length}) "
                 f"on {info.device} {info.dtype.value}, batch budget {engine.model.batching.max_batch_items} pieces, warmup {seconds:.2f}s"
             )
+        if settings.metrics_address:
+            from tokvec_server.metrics import serve_metrics
+
+            serve_metrics(settings.metrics_address, self.engines)
         self.service.ready = True
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.say(f"tokvec: ready: {len(self.engines)} model(s), default {self.engines[0].info.name}")
 
+    def _bind(self, settings: Settings) -> int:
+        address = settings.address
+        credentials = _credentials(settings)
+        # A unix socket is created owner-only (0600): other local users cannot connect to it.
+        old_umask = os.umask(0o177) if address.startswith("unix:") else None
+        try:
+            port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"--address {address}: cannot bind ({exc})") from None
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        return port
+
+    async def _start_listening(self, settings: Settings) -> None:
+        old_umask = os.umask(0o177) if settings.address.startswith("unix:") else None
+        try:
+            await self.server.start()
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        where = settings.address if settings.address.startswith("unix:") else f"{settings.address.rsplit(':', 1)[0]}:{self.port}"
+        self.say(f"tokvec: listening on {where}")
+
     def _fatal(self, exc: BaseException) -> None:
         """Called from a dead model thread: end the process non-zero so an orchestrator restarts it."""
         self._exit_code = 1
+        self._fatal_error = True
         self._loop.call_soon_threadsafe(self._stop.set)
 
     def request_stop(self) -> None:
+        if self._stop.is_set():
+            # A second signal: stop now, whatever is in flight.
+            self.say("tokvec: second signal, exiting now")
+            os._exit(self._exit_code or 1)
         self._stop.set()
 
     async def wait(self) -> int:
@@ -99,20 +150,23 @@ class Server:
         return self._exit_code
 
     async def shutdown(self) -> None:
-        """Readiness flips first; admitted work finishes within the grace period."""
+        """Readiness flips first; new work is refused after drain_s; admitted work finishes within grace_s."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if not self._fatal_error and self.settings.drain_s:
+            await asyncio.sleep(self.settings.drain_s)
         self.service.ready = False
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.grace_s)
+        await self.server.stop(0 if self._fatal_error else self.settings.grace_s)
         for engine in self.engines:
             engine.stop()
 
 
 async def serve(settings: Settings) -> int:
     server = Server(settings)
-    await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
+    await server.start()
     code = await server.wait()
     print("tokvec: stopped", file=sys.stderr)
     return code

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+import time
 import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -16,6 +18,7 @@ from tokvec_server import __version__, validation
 from tokvec_server.engine import Engine
 from tokvec_server.errors import InvalidInput, NotReady, TokvecError
 from tokvec_server.rpc import convert
+from tokvec_server.rpc.handlers import Malformed
 from tokvec_server.settings import Limits
 from tokvec_server.types import DocInput, EmbedOptions
 
@@ -62,6 +65,18 @@ def _streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIt
     return wrapper
 
 
+def _parsed(request: T | Malformed) -> T:
+    if isinstance(request, Malformed):
+        raise request.error
+    return request
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float:
+    """The caller's deadline on the monotonic clock (inf when it set none)."""
+    remaining = context.time_remaining()
+    return math.inf if remaining is None or remaining > 1e9 else time.monotonic() + remaining
+
+
 class EmbedService(pb_grpc.EmbedServiceServicer):
     def __init__(self, engines: list[Engine], limits: Limits) -> None:
         self.engines = {e.info.name: e for e in engines}
@@ -79,12 +94,13 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         return self.engines[options.model]
 
     @_streaming
-    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
+    async def Embed(self, request: pb.EmbedRequest | Malformed, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
+        request = _parsed(request)
         options = convert.options(request.options)
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
         docs = [convert.doc(d) for d in request.docs]
-        futures = await engine.embed(docs, options)
+        futures = await engine.embed(docs, options, context.peer(), _deadline(context))
         try:
             for i, (doc, future) in enumerate(zip(docs, futures)):
                 for msg in await self._result(engine, i, doc, future, options):
@@ -106,7 +122,8 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         # and HTTP/2 flow control pushes back on the sender.
         room = asyncio.Semaphore(self.limits.max_in_flight_per_stream)
         ordered: asyncio.Queue[tuple[int, DocInput, asyncio.Future[Any] | TokvecError, Engine | None, EmbedOptions] | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_stream(request_iterator, room, ordered))
+        client, deadline = context.peer(), _deadline(context)
+        reader = asyncio.create_task(self._read_stream(request_iterator, room, ordered, client, deadline))
         try:
             while (item := await ordered.get()) is not None:
                 index, doc, future, engine, options = item
@@ -125,11 +142,12 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
                 if item is not None and isinstance(item[2], asyncio.Future):
                     item[2].cancel()
 
-    async def _read_stream(self, requests: AsyncIterator[pb.EmbedStreamRequest], room: asyncio.Semaphore, ordered: asyncio.Queue[Any]) -> None:
+    async def _read_stream(self, requests: AsyncIterator[pb.EmbedStreamRequest], room: asyncio.Semaphore, ordered: asyncio.Queue[Any], client: str, deadline: float) -> None:
         index = 0
         step = self.limits.max_in_flight_per_stream
         try:
-            async for request in requests:
+            async for message in requests:
+                request = _parsed(message)  # a corrupt message ends the stream: its docs are unknowable
                 docs = [convert.doc(d) for d in request.docs]
                 try:
                     options = convert.options(request.options)
@@ -147,7 +165,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
                     for _ in part:
                         await room.acquire()
                     try:
-                        futures: list[Any] = await engine.embed(part, options)
+                        futures: list[Any] = await engine.embed(part, options, client, deadline)
                     except TokvecError as exc:
                         futures = [exc] * len(part)
                     for doc, future in zip(part, futures):
@@ -157,11 +175,13 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             await ordered.put(None)
 
     @_unary
-    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+    async def Info(self, request: pb.InfoRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+        _parsed(request)
         return convert.info([(e.info, e.model.batching) for e in self.engines.values()], self.limits, __version__)
 
     @_unary
-    async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
+    async def Tokenize(self, request: pb.TokenizeRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
+        request = _parsed(request)
         options = EmbedOptions(model=request.model, spans=convert.spans(request.spans if request.HasField("spans") else None))
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)

@@ -20,6 +20,10 @@ class StartupError(Exception):
     """The model cannot be served; the message names the path or setting and the cause."""
 
 
+class OutOfMemory(Exception):
+    """A runner without torch's own OOM error (or a test's fault hook) ran out of memory."""
+
+
 def one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception as one short line, for the single line a failed start prints."""
     text = " ".join(str(exc).split())

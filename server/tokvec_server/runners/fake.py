@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from tokvec_server.runners.base import ModelInfo, fingerprint
+from tokvec_server.runners.base import ModelInfo, OutOfMemory, fingerprint
 from tokvec_server.types import DType
 
 
@@ -29,6 +29,8 @@ class Faults:
     delay_s: float = 0.0
     gate: threading.Event = field(default_factory=_open_gate)  # clear() holds every forward
     poison_id: int | None = None  # a batch holding this piece id raises
+    nan_id: int | None = None  # a row holding this piece id comes out NaN
+    oom_above: int | None = None  # a batch of more padded pieces raises OutOfMemory
     calls: list[list[int]] = field(default_factory=list)  # the first piece after [CLS] of each row, per call
 
 
@@ -48,10 +50,15 @@ class FakeRunner:
         self.faults.calls.append(input_ids[:, 1].tolist())
         if self.faults.delay_s:
             time.sleep(self.faults.delay_s)
-        if self.faults.poison_id is not None and bool((input_ids == self.faults.poison_id).any()):
+        faults = self.faults
+        if faults.oom_above is not None and input_ids.numel() > faults.oom_above:
+            raise OutOfMemory(f"{input_ids.numel()} padded pieces > {faults.oom_above}")
+        if faults.poison_id is not None and bool((input_ids == faults.poison_id).any()):
             raise RuntimeError("poisoned batch")
         emb = self.table[input_ids]
         mask = attention_mask.unsqueeze(-1).to(emb.dtype)
         context = (emb * mask).sum(1) / mask.sum(1).clamp(min=1)
         hidden = emb + 0.1 * context.unsqueeze(1)
+        if faults.nan_id is not None:
+            hidden[(input_ids == faults.nan_id).any(1)] = float("nan")
         return hidden, [hidden * (1 + i) for i, _ in enumerate(layers)]

@@ -1,0 +1,56 @@
+"""Prometheus metrics: read from each engine's counters at scrape time, plus stage latencies."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import Histogram, start_http_server
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tokvec_server.engine import Engine
+
+# Observed by the model worker (seconds). Labels: model.
+QUEUE_WAIT = Histogram("tokvec_queue_wait_seconds", "Time a span waited in the queue", ["model"])
+FORWARD = Histogram("tokvec_forward_seconds", "Model forward time per batch", ["model"])
+BATCH_SPANS = Histogram("tokvec_batch_spans", "Spans per batch", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+
+class EngineCollector(Collector):
+    def __init__(self, engines: list[Engine]) -> None:
+        self.engines = engines
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        docs = GaugeMetricFamily("tokvec_queue_docs", "Docs waiting", labels=["model"])
+        pieces = GaugeMetricFamily("tokvec_queue_pieces", "Pieces waiting", labels=["model"])
+        batches = CounterMetricFamily("tokvec_batches", "Model forwards", labels=["model"])
+        padding = GaugeMetricFamily("tokvec_padding_efficiency", "Real pieces / padded pieces so far", labels=["model"])
+        dropped = CounterMetricFamily("tokvec_dropped_docs", "Docs that left the queue without a forward", labels=["model", "reason"])
+        splits = CounterMetricFamily("tokvec_batch_splits", "Failed batches split and retried", labels=["model", "cause"])
+        budget = GaugeMetricFamily("tokvec_batch_budget", "Current padded-piece budget per batch", labels=["model"])
+        for engine in self.engines:
+            name = engine.info.name
+            n_docs, n_pieces = engine.scheduler.queued
+            stats = engine.worker.stats
+            docs.add_metric([name], n_docs)
+            pieces.add_metric([name], n_pieces)
+            batches.add_metric([name], stats["batches"])
+            padding.add_metric([name], stats["real_pieces"] / max(stats["padded_pieces"], 1))
+            for reason, count in engine.scheduler.dropped.items():
+                dropped.add_metric([name, reason], count)
+            splits.add_metric([name, "oom"], stats["oom_splits"])
+            splits.add_metric([name, "error"], stats["bisections"])
+            budget.add_metric([name], engine.scheduler.max_batch_items)
+        yield from (docs, pieces, batches, padding, dropped, splits, budget)
+
+
+def serve_metrics(address: str, engines: list[Engine]) -> int:
+    """Serve /metrics over HTTP on HOST:PORT; returns the port (0 picks one)."""
+    import tokvec_server.metrics as module
+
+    host, port = address.rsplit(":", 1)
+    REGISTRY.register(EngineCollector(engines))
+    for engine in engines:
+        engine.worker.metrics = module
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"))
+    return int(server.server_port)
