@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_public_names_are_pinned():
     assert tokvec.__all__ == [
-        "AsyncClient", "Client", "DocError", "Embedding", "ModelInfo", "Pieces",
+        "AsyncClient", "Client", "Credentials", "DocError", "Embedding", "ModelInfo", "Pieces",
         "ServerError", "ServerInfo", "TokenizedDoc", "TokvecError", "__version__",
     ]
     for name in tokvec.__all__:

@@ -1,5 +1,6 @@
 """tokvec: per-token embeddings from a shared transformer server, aligned to your own tokens."""
 
+from tokvec._channel import Credentials
 from tokvec._results import ModelInfo, ServerInfo, TokenizedDoc
 from tokvec._wire import Embedding, Pieces
 from tokvec.aio import AsyncClient
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "Client",
+    "Credentials",
     "DocError",
     "Embedding",
     "ModelInfo",

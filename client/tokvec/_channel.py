@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import grpc
 
 # round_robin spreads calls over every address a target resolves to (dns:///, several ipv4
 # addresses); calls that fail with UNAVAILABLE before any response are retried transparently.
@@ -41,3 +44,43 @@ def target(address: str | Sequence[str]) -> str:
     if any(":" not in a or a.startswith(("unix:", "dns:", "ipv4:", "ipv6:")) for a in addresses):
         raise ValueError(f"address: several addresses must each be host:port, got {addresses!r}")
     return "ipv4:" + ",".join(addresses)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach a server: a bearer token and/or TLS (mutual when a client cert is given)."""
+
+    token: str | None = None
+    tls: bool = False
+    root_certificates: bytes | None = None  # PEM CA; None = the system roots
+    client_cert: bytes | None = None  # PEM chain + key: mutual TLS
+    client_key: bytes | None = None
+    allow_insecure_token: bool = False  # send a token over plaintext off loopback
+
+    @property
+    def secure(self) -> bool:
+        return self.tls or self.root_certificates is not None or self.client_cert is not None
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def check(self, target: str) -> None:
+        if self.token and not self.secure and not self.allow_insecure_token and not is_local(target):
+            raise ValueError(f"token: refusing to send a bearer token over plaintext to {target}; use tls=True or allow_insecure_token=True")
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.root_certificates, self.client_key, self.client_cert)
+
+
+def is_local(target: str) -> bool:
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    hosts = target.removeprefix("ipv4:").removeprefix("dns:///").split(",")
+    return all(h.rsplit(":", 1)[0].strip("[]") in ("localhost", "::1") or h.startswith("127.") for h in hosts)
+
+
+def open_channel(target: str, credentials: Credentials, aio: bool) -> Any:
+    module = grpc.aio if aio else grpc
+    if credentials.secure:
+        return module.secure_channel(target, credentials.channel_credentials(), options=OPTIONS)
+    return module.insecure_channel(target, options=OPTIONS)

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 
 from tokvec import _wire
-from tokvec._channel import OPTIONS, target
+from tokvec._channel import Credentials, open_channel, target
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
 from tokvec.errors import from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
@@ -30,11 +30,14 @@ class AsyncClient:
         dtype: str = "float32",
         model: str = "",
         metadata: Sequence[tuple[str, str]] = (),
+        credentials: Credentials | None = None,
     ) -> None:
         self.target = target(address)
         self.timeout = timeout
         self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
-        self.metadata = tuple(metadata)
+        self.credentials = credentials or Credentials()
+        self.credentials.check(self.target)
+        self.metadata = tuple(metadata) + self.credentials.metadata()
         _wire.options(**self.defaults)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.EmbedServiceStub | None = None
@@ -42,7 +45,7 @@ class AsyncClient:
     @property
     def stub(self) -> pb_grpc.EmbedServiceStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=OPTIONS)
+            self._channel = open_channel(self.target, self.credentials, aio=True)
             self._stub = pb_grpc.EmbedServiceStub(self._channel)
         return self._stub
 

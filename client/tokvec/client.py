@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 
 from tokvec import _wire
-from tokvec._channel import OPTIONS, target
+from tokvec._channel import Credentials, open_channel, target
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
 from tokvec.errors import from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
@@ -33,11 +33,14 @@ class Client:
         dtype: str = "float32",
         model: str = "",
         metadata: Sequence[tuple[str, str]] = (),
+        credentials: Credentials | None = None,
     ) -> None:
         self.target = target(address)
         self.timeout = timeout
         self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
-        self.metadata = tuple(metadata)
+        self.credentials = credentials or Credentials()
+        self.credentials.check(self.target)
+        self.metadata = tuple(metadata) + self.credentials.metadata()
         _wire.options(**self.defaults)  # fail now on a bad default, not on the first call
         self._channel: grpc.Channel | None = None
         self._stub: pb_grpc.EmbedServiceStub | None = None
@@ -45,7 +48,7 @@ class Client:
     @property
     def stub(self) -> pb_grpc.EmbedServiceStub:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.target, options=OPTIONS)
+            self._channel = open_channel(self.target, self.credentials, aio=False)
             self._stub = pb_grpc.EmbedServiceStub(self._channel)
         return self._stub
 

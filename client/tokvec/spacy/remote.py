@@ -1,0 +1,138 @@
+"""The connection a spaCy pipeline keeps to its tokvec server: settings read once, a channel
+opened lazily in the process that uses it, and every result checked against the expected model."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tokvec._results import ModelInfo
+from tokvec._wire import DocLike, Embedding
+from tokvec.client import Client
+from tokvec.errors import ServerError
+from tokvec.spacy.errors import ModelMismatchError, PipelineError, server_failure
+
+# Every Remote with an open channel, so that a fork can close them first (below).
+_OPEN: weakref.WeakSet[Remote] = weakref.WeakSet()
+
+
+def _close_before_fork() -> None:
+    # A gRPC channel (and the threads behind it) must never cross a fork (RELIABILITY.md R14):
+    # nlp.pipe(n_process=2) forks after the parent may have annotated docs. Close in the parent;
+    # parent and children each reopen their own channel on next use.
+    for remote in list(_OPEN):
+        remote.close()
+
+
+os.register_at_fork(before=_close_before_fork)
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """Where and how to ask for rows; read once from the component's or listener's config."""
+
+    address: tuple[str, ...]
+    pooling: str = "mean"
+    spans: str = "tokens:128:96"
+    dtype: str = "float32"
+    timeout: float = 60.0
+    model: str = ""  # "" = the server's default model
+    token_env: str = ""  # name of an environment variable holding the auth token (never saved)
+
+    @classmethod
+    def build(cls, address: str | Sequence[str], **settings: Any) -> RemoteSettings:
+        addresses = (address,) if isinstance(address, str) else tuple(address)
+        if not addresses or not all(addresses):
+            raise ValueError(f"address: expected host:port or a list of them, got {address!r}")
+        built = cls(addresses, **settings)
+        built.client(())  # fail now on a bad pooling / spans / dtype / address list
+        return built
+
+    def client(self, metadata: Sequence[tuple[str, str]]) -> Client:
+        return Client(
+            list(self.address), timeout=self.timeout, pooling=self.pooling, spans=self.spans,
+            dtype=self.dtype, model=self.model, metadata=metadata,
+        )
+
+
+class Remote:
+    """A fork- and pickle-safe handle on one server (or a balanced list of servers)."""
+
+    def __init__(self, settings: RemoteSettings) -> None:
+        self.settings = settings
+        self.target = settings.client(()).target
+        self._client: Client | None = None
+        self._pid = 0
+
+    def client(self, who: str) -> Client:
+        if self._client is None or self._pid != os.getpid():
+            # A client inherited through a fork is dropped, never used (nor closed: not ours).
+            self._client = self.settings.client(self._metadata(who))
+            self._pid = os.getpid()
+            _OPEN.add(self)
+        return self._client
+
+    def _metadata(self, who: str) -> tuple[tuple[str, str], ...]:
+        name = self.settings.token_env
+        if not name:
+            return ()
+        token = os.environ.get(name, "")
+        if not token:
+            raise PipelineError(f"{who}: token_env = {name!r}, but that environment variable is not set in this process", target=self.target)
+        return (("authorization", f"Bearer {token}"),)
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+        _OPEN.discard(self)
+
+    def model_info(self, who: str) -> ModelInfo:
+        """The served model these settings select (the default one unless ``model`` is set)."""
+        try:
+            info = self.client(who).info()
+        except ServerError as exc:
+            raise server_failure(who, exc, self.settings.timeout) from None
+        wanted = self.settings.model
+        chosen = next((m for m in info.models if m.name == wanted), None) if wanted else info.model
+        if chosen is None:
+            names = ", ".join(m.name for m in info.models)
+            raise ModelMismatchError(f"{who}: tokvec server {self.target} has no model {wanted!r} (it serves {names}): change model", target=self.target)
+        return chosen
+
+    def embed(self, docs: Sequence[DocLike], who: str, *, pieces: bool = False) -> list[Embedding]:
+        """One call for all ``docs``; results in doc order. Any failure raises PipelineError."""
+        if not docs:
+            return []
+        outputs = ("tokens", "pieces") if pieces else ("tokens",)
+        try:
+            results = sorted(self.client(who).embed_results(docs, outputs=outputs), key=lambda e: e.index)
+        except ServerError as exc:
+            raise server_failure(who, exc, self.settings.timeout) from None
+        if [e.index for e in results] != list(range(len(docs))):
+            raise PipelineError(f"{who}: tokvec server {self.target} answered {len(results)} results for {len(docs)} docs", target=self.target)
+        for e in results:
+            if e.error is not None:
+                raise PipelineError(f"{who}: tokvec server {self.target} refused {e.error}", e.error.code, self.target)
+        return results
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for spawn workers: the copy opens its own channel on first use.
+        state = self.__dict__.copy()
+        state["_client"], state["_pid"] = None, 0
+        return state
+
+
+def check_model(results: Sequence[Embedding], *, fingerprint: str, width: int | None, who: str, target: str, fix: str) -> None:
+    """Refuse rows from another model than expected; ``fix`` says what to change."""
+    for e in results:
+        if fingerprint and e.fingerprint != fingerprint:
+            raise ModelMismatchError(
+                f"{who}: tokvec server {target} serves model fingerprint {e.fingerprint!r}, but this "
+                f"pipeline was built on {fingerprint!r}. {fix}", target=target)
+        if width is not None and e.rows.shape[0] and e.rows.shape[1] != width:
+            raise ModelMismatchError(
+                f"{who}: tokvec server {target} sends rows {e.rows.shape[1]} wide, but this pipeline "
+                f"expects {width}. {fix}", target=target)
