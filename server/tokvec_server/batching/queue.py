@@ -107,7 +107,8 @@ class Scheduler:
                 due = self._pending[0].queued_at + self.max_wait_s - time.monotonic()
                 if due <= 0 or self._closed or self._queued_pieces >= self.max_batch_items:
                     return self._take()
-                self._cond.wait(min(due, self._next_expiry() or due))
+                expiry = self._next_expiry()
+                self._cond.wait(due if expiry is None else min(due, expiry))
 
     def _next_expiry(self) -> float | None:
         if not self._pending:
