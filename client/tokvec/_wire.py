@@ -63,7 +63,9 @@ def to_doc(doc: DocLike, index: int) -> pb.Doc:
             sent_starts=doc.get("sent_starts", ()) or (),
             lang=doc.get("lang", ""),
         )
-    if isinstance(doc, Sequence) and all(isinstance(w, str) for w in doc):
+    if isinstance(doc, Sequence):
+        if not all(isinstance(w, str) for w in doc):
+            raise TypeError(f"doc {index}: a word list must hold only strings")
         return pb.Doc(id=str(index), words=doc, spaces=[True] * len(doc))
     if hasattr(doc, "__iter__"):  # a spaCy Doc, duck-typed so the client needs no spaCy
         tokens = list(doc)

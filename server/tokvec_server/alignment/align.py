@@ -142,8 +142,9 @@ def _plan_piece_spans(docs: list[Tokens], spec: SpanSpec, tokenizer: Any, specia
         for a, b in _windows(len(ids), spec.window, spec.stride):
             span_ids.append(np.concatenate((prefix, ids[a:b], suffix)))
             kept.append(np.concatenate((zeros_pre, offs[a:b], zeros_suf)))
-            window_owners = owners[offs[a:b, 0]]
-            ranges.append((int(window_owners.min()), int(window_owners.max()) + 1))
+            # Every token owning a character of the window: from the first piece's first
+            # character to the last piece's last one (a piece may run over two tokens).
+            ranges.append((int(owners[offs[a, 0]]), int(owners[offs[b - 1, 1] - 1]) + 1))
         piece_offsets = np.concatenate(kept) if kept else np.zeros((0, 2), np.int64)
         plans.append(_finish(len(doc.words), span_ids, ranges, piece_offsets, owners, np.zeros((0, 2), np.int64)))
     return plans

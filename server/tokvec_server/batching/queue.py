@@ -72,6 +72,7 @@ class Scheduler:
         spans = [span for job in jobs for span in job.spans()]
         pieces = sum(len(s.ids) for s in spans)
         with self._cond:
+            self._drop_dead()  # cancelled work must not hold places that live callers need
             if self._pending and self._queued_pieces + pieces > self.max_queued_pieces:
                 self.dropped["overloaded"] += len(jobs)
                 raise Overloaded(f"queued pieces: {self._queued_pieces + pieces} > max_queued_pieces ({self.max_queued_pieces})")

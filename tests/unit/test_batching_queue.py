@@ -1,0 +1,195 @@
+"""pack (the padded-piece budget) and the Scheduler (max wait, fairness, cancellation, admission)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokvec_server.alignment import DocPlan
+from tokvec_server.batching.jobs import DocJob, SpanJob
+from tokvec_server.batching.queue import Scheduler, pack
+from tokvec_server.errors import DeadlineExceeded, Overloaded, TokvecError
+from tokvec_server.types import EmbedOptions, Tokens
+
+
+def job(*lengths: int, client: str = "", deadline: float = math.inf, delivered: list[object] | None = None) -> DocJob:
+    """A doc whose spans have these piece counts (only the lengths matter to the queue)."""
+    plan = DocPlan(
+        n_tokens=0, span_ids=[np.zeros(n, np.int64) for n in lengths], span_tokens=np.zeros((len(lengths), 2), np.int64),
+        piece_offsets=np.zeros((sum(lengths), 2), np.int64), align_lengths=np.zeros(0, np.int64),
+        align_indices=np.zeros(0, np.int64), truncated=np.zeros(0, np.int64),
+    )
+    sink = delivered if delivered is not None else []
+    return DocJob(Tokens("d", [], [], None), plan, EmbedOptions(), (), sink.append, client=client, deadline=deadline)
+
+
+def lengths_of(batch: list[SpanJob] | None) -> list[int]:
+    assert batch is not None
+    return [len(s.ids) for s in batch]
+
+
+def test_pack_examples() -> None:
+    assert pack(np.array([100]), 512).tolist() == [0]
+    assert pack(np.array([600]), 512).tolist() == [0]  # too big alone: it still goes, alone
+    assert pack(np.array([600, 10, 10]), 512).tolist() == [0]
+    assert pack(np.array([128] * 40), 4096).tolist() == list(range(32))
+    # from the anchor outwards in length order, to the closer neighbour first
+    assert pack(np.array([10, 500, 12, 9, 300]), 40).tolist() == [0, 2, 3]
+    assert pack(np.array([10, 500, 12, 9, 300]), 1000, first=4).tolist() == [1, 4]  # 500 is closer to 300 than 12
+    assert pack(np.array([10, 500, 12, 9, 300]), 900, first=4).tolist() == [0, 2, 4]  # 2 x 500 would not fit
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(lengths=st.lists(st.integers(1, 600), min_size=1, max_size=60), budget=st.integers(1, 5000), data=st.data())
+def test_pack_properties(lengths: list[int], budget: int, data: st.DataObject) -> None:
+    arr = np.array(lengths, dtype=np.int64)
+    first = data.draw(st.integers(0, len(lengths) - 1))
+    chosen = pack(arr, budget, first)
+    assert first in chosen.tolist()
+    assert chosen.tolist() == sorted(set(chosen.tolist())) and 0 <= chosen.min() and chosen.max() < len(arr)
+    picked, k = arr[chosen], len(chosen)
+    if k > 1:
+        assert k * picked.max() <= budget
+    rest = np.delete(arr, chosen)
+    # contiguous in length order: nothing left out lies strictly between the batch's shortest and longest
+    assert not ((rest > picked.min()) & (rest < picked.max())).any()
+    # greedy: no left-out neighbour would have fitted
+    for length in rest:
+        assert (k + 1) * max(int(picked.max()), int(length)) > budget
+
+
+def test_first_span_waits_max_wait_for_batch_mates() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.3, max_queued_pieces=100_000)
+    scheduler.submit([job(10)])
+    threading.Timer(0.02, scheduler.submit, args=([job(20)],)).start()
+    batch = scheduler.next_batch()
+    assert lengths_of(batch) == [10, 20]
+    assert batch is not None and 0.3 <= time.monotonic() - batch[0].queued_at < 5.0
+
+
+def test_full_budget_goes_at_once() -> None:
+    scheduler = Scheduler(max_batch_items=1024, max_wait_s=30.0, max_queued_pieces=100_000)
+    scheduler.submit([job(512, 512, 512)])
+    started = time.monotonic()
+    assert lengths_of(scheduler.next_batch()) == [512, 512]
+    assert time.monotonic() - started < 5.0
+    assert scheduler.queued == (1, 512)
+
+
+def test_a_submit_that_fills_the_budget_wakes_a_waiting_batch() -> None:
+    scheduler = Scheduler(max_batch_items=1024, max_wait_s=30.0, max_queued_pieces=100_000)
+    scheduler.submit([job(512)])
+    threading.Timer(0.05, scheduler.submit, args=([job(512)],)).start()
+    started = time.monotonic()
+    assert lengths_of(scheduler.next_batch()) == [512, 512]
+    assert time.monotonic() - started < 5.0
+
+
+def test_close_drains_then_returns_none() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=30.0, max_queued_pieces=100_000)
+    scheduler.submit([job(5, 6)])
+    scheduler.close()
+    assert lengths_of(scheduler.next_batch()) == [5, 6]
+    assert scheduler.next_batch() is None
+
+
+def test_a_light_client_is_not_starved_by_a_flood() -> None:
+    scheduler = Scheduler(max_batch_items=1024, max_wait_s=0.0, max_queued_pieces=100_000)
+    scheduler.submit([job(512, client="flood") for _ in range(10)])
+    light = job(512, client="light")
+    scheduler.submit([light])
+    first, second = scheduler.next_batch(), scheduler.next_batch()
+    assert first is not None and {s.job.client for s in first} == {"flood"}
+    assert second is not None and light in {s.job for s in second}
+
+
+def test_cancelled_jobs_are_dropped_without_an_answer() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=100_000)
+    said: list[object] = []
+    gone, kept = job(7, 8, delivered=said), job(9)
+    scheduler.submit([gone, kept])
+    gone.cancelled.set()
+    batch = scheduler.next_batch()
+    assert batch is not None and [s.job for s in batch] == [kept]
+    assert scheduler.queued == (0, 0) and said == [] and scheduler.dropped["cancelled"] == 1
+
+
+def test_wake_frees_cancelled_work_while_a_batch_waits() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=30.0, max_queued_pieces=100_000)
+    waiter = threading.Thread(target=scheduler.next_batch)
+    waiter.start()
+    doomed = job(100)
+    scheduler.submit([doomed])
+    doomed.cancelled.set()
+    scheduler.wake()
+    deadline = time.monotonic() + 5.0
+    while scheduler.queued != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert scheduler.queued == (0, 0)
+    scheduler.close()
+    waiter.join(5.0)
+    assert not waiter.is_alive()
+
+
+def test_a_doc_past_its_deadline_is_answered_deadline_exceeded() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=100_000)
+    said: list[object] = []
+    scheduler.submit([job(10, deadline=time.monotonic() - 1.0, delivered=said), job(11)])
+    assert lengths_of(scheduler.next_batch()) == [11]
+    (error,) = said
+    assert isinstance(error, DeadlineExceeded) and error.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_doc_queued_too_long_is_answered_resource_exhausted() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=100_000, max_queue_s=0.0)
+    said: list[object] = []
+    scheduler.submit([job(10, delivered=said)])
+    scheduler.close()
+    assert scheduler.next_batch() is None
+    (error,) = said
+    assert isinstance(error, Overloaded) and "max_queue_ms (0)" in str(error)
+
+
+def overloaded(scheduler: Scheduler, jobs: list[DocJob]) -> TokvecError:
+    with pytest.raises(Overloaded) as info:
+        scheduler.submit(jobs)
+    assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    return info.value
+
+
+def test_too_many_queued_pieces_names_the_limit_and_changes_nothing() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=1000)
+    scheduler.submit([job(600)])
+    assert str(overloaded(scheduler, [job(300), job(200)])) == "queued pieces: 1100 > max_queued_pieces (1000)"
+    assert scheduler.queued == (1, 600)
+    scheduler.submit([job(400)])  # exactly at the limit is admitted
+    assert scheduler.queued == (2, 1000)
+
+
+def test_too_many_queued_docs_names_the_limit() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=100_000, max_queued_docs=3)
+    scheduler.submit([job(1), job(1)])
+    assert str(overloaded(scheduler, [job(1), job(1)])) == "queued docs: 4 > max_queued_docs (3)"
+    assert scheduler.queued == (2, 2)
+
+
+def test_an_oversized_request_is_admitted_into_an_empty_queue() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=1000, max_queued_docs=1)
+    scheduler.submit([job(800, 800), job(5)])
+    assert scheduler.queued == (2, 1605)
+
+
+def test_cancelled_work_does_not_count_against_admission() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=1000)
+    gone = job(600)
+    scheduler.submit([gone])
+    gone.cancelled.set()
+    scheduler.submit([job(600)])
+    assert scheduler.queued == (1, 600)
