@@ -6,6 +6,7 @@ from tokvec._wire import Embedding, Pieces
 from tokvec.aio import AsyncClient
 from tokvec.client import Client
 from tokvec.errors import DocError, ServerError, TokvecError
+from tokvec.vectors import VectorsClient
 
 __version__ = "0.1.0"
 
@@ -21,5 +22,6 @@ __all__ = [
     "ServerInfo",
     "TokenizedDoc",
     "TokvecError",
+    "VectorsClient",
     "__version__",
 ]

@@ -39,20 +39,24 @@ class Batching:
     max_queue_ms: float = 60_000.0
 
 
-BACKENDS = ("torch", "onnx", "fake")
+BACKENDS = ("torch", "onnx", "fake", "tok2vec")
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     """One served model: its own runner, queue and batch budget."""
 
-    path: str = ""  # local folder of a HuggingFace encoder; "" = the embedded all-MiniLM-L6-v2
+    path: str = ""  # local folder of a HuggingFace encoder; "" = the embedded all-MiniLM-L6-v2;
+    # backend tok2vec: an installed spaCy pipeline's name or a pipeline folder
     name: str = ""  # chosen per request and listed by Info; "" = derived from the folder
-    backend: str = "torch"  # torch | onnx | fake (the deterministic test runner)
+    backend: str = "torch"  # torch | onnx | fake (the deterministic test runner) | tok2vec (a spaCy pipeline's)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # compute dtype: auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
     quantize: str = ""  # "" | int8 (ONNX on CPU)
     batching: Batching = Batching()
+    # backend fake only: every forward sleeps this long. A slow model for tests that run the
+    # server as a subprocess (SIGTERM drain, chaos), where the fault hooks are out of reach.
+    fake_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Security:
 class Settings:
     models: tuple[ModelSettings, ...] = (ModelSettings(),)  # the first is the default model
     address: str = "127.0.0.1:50051"
+    vectors: str = ""  # a static vectors table for the VectorsService: spaCy pipeline folder or name; "" = none
     limits: Limits = Limits()
     security: Security = Security()
     reflection: bool = False
@@ -77,6 +82,10 @@ class Settings:
     # up), then refused UNAVAILABLE; admitted work has grace_s more to finish.
     drain_s: float = 0.0
     grace_s: float = 10.0
+    # HTTP/2 keepalive: the server pings every keepalive_s and drops a connection whose peer does
+    # not answer within keepalive_timeout_s, cancelling its calls and queued docs (R12).
+    keepalive_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -97,8 +106,10 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
         nested = {"limits": Limits, "batching": Batching, "security": Security}.get(key)
+        if nested and not isinstance(value, dict):
+            raise ValueError(f"{where}.{key}: a [{key}] table, not {value!r}")
         if key == "models":
-            if not isinstance(value, list) or not value:
+            if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
                 raise ValueError(f"{where}.models: a non-empty list of [[models]] tables")
             kwargs[key] = tuple(_build(ModelSettings, v, f"{where}.models[{i}]") for i, v in enumerate(value))
         else:
@@ -156,6 +167,10 @@ def check(settings: Settings) -> None:
         raise ValueError("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
     if sec.token_file and not sec.tls_cert and not sec.allow_insecure_token and not is_local(settings.address):
         raise ValueError(f"token_file: bearer tokens over plaintext on {settings.address} (not loopback); serve TLS or set allow_insecure_token")
+    for name in ("drain_s", "grace_s", "keepalive_s", "keepalive_timeout_s"):
+        value = getattr(settings, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and name.startswith("keepalive")):
+            raise ValueError(f"{name}: {value!r} is not a {'positive' if name.startswith('keepalive') else 'non-negative'} number")
     names = [m.name for m in settings.models if m.name]
     if len(names) != len(set(names)):
         raise ValueError(f"models: names must differ, got {names}")
@@ -170,3 +185,7 @@ def check(settings: Settings) -> None:
             raise ValueError(f"device: {m.device!r} is not auto, cpu, cuda or cuda:N")
         if m.quantize not in ("", "int8"):
             raise ValueError(f"quantize: {m.quantize!r} is not int8")
+        if m.fake_delay_ms and (m.backend != "fake" or not isinstance(m.fake_delay_ms, (int, float)) or m.fake_delay_ms < 0):
+            raise ValueError(f"fake_delay_ms: {m.fake_delay_ms!r} needs backend fake and a non-negative number")
+        if m.backend == "tok2vec" and (m.dtype not in ("auto", "float32") or m.quantize):
+            raise ValueError(f"backend: tok2vec computes in float32 (dtype {m.dtype!r}, quantize {m.quantize!r} do not apply)")

@@ -13,7 +13,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--address", help="HOST:PORT or unix:PATH (default 127.0.0.1:50051; port 0 picks one)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", help="compute dtype: auto | float32 | float16 | bfloat16")
-    p.add_argument("--backend", help="torch (default) | fake (deterministic test model)")
+    p.add_argument("--backend", help="torch (default) | fake (deterministic test model) | tok2vec (--model: a spaCy pipeline name or folder)")
+    p.add_argument("--vectors", help="also serve a static vectors table (VectorsService): a folder made by tokvec init-vectors, or a spaCy pipeline")
     p.add_argument("--config", type=Path, help="TOML settings file (command-line flags win)")
     p.add_argument("--token-file", help="require a bearer token from this file (one per line; rotation: several)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
@@ -26,21 +27,27 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from tokvec_server.rpc.server import run as run_server
-        from tokvec_server.runners import StartupError
-        from tokvec_server.settings import load_settings
-    except ImportError as exc:
-        print(f"tokvec serve: the server is not installed ({exc.name}); pip install 'tokvec[server]'", file=sys.stderr)
-        return 2
+    from tokvec_server.settings import load_settings  # no torch: a bad setting fails in a blink
+
     try:
         settings = load_settings(
             args.config,
-            server={"address": args.address, "metrics_address": args.metrics_address, "reflection": args.reflection},
+            server={"address": args.address, "metrics_address": args.metrics_address, "reflection": args.reflection, "vectors": args.vectors},
             security={"token_file": args.token_file, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                       "tls_client_ca": args.tls_client_ca, "allow_insecure_token": args.allow_insecure_token},
             model={"path": args.model, "device": args.device, "dtype": args.dtype, "backend": args.backend},
         )
+    except (ValueError, OSError) as exc:
+        print(f"tokvec serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # torch and the model code load only once the settings are known to be good.
+        from tokvec_server.rpc.server import run as run_server
+        from tokvec_server.runners import StartupError
+    except ImportError as exc:
+        print(f"tokvec serve: the server is not installed ({exc.name}); pip install 'tokvec[server]'", file=sys.stderr)
+        return 2
+    try:
         return run_server(settings)
     except (StartupError, ValueError, OSError) as exc:
         # One line naming the path or setting and the cause; no traceback (RELIABILITY.md R7).

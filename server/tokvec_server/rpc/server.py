@@ -4,12 +4,13 @@ auth and TLS, readiness after warmup, and a graceful drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,8 +37,8 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_connection_age_ms", 300_000),
         ("grpc.max_connection_age_grace_ms", 30_000),
         # A peer that stops answering pings is dropped, with its queued docs.
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_ping_strikes", 2),  # abusive pingers get GOAWAY too_many_pings
         ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
@@ -52,6 +53,21 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if sec.tls_client_ca:
         return grpc.ssl_server_credentials(pair, root_certificates=Path(sec.tls_client_ca).read_bytes(), require_client_auth=True)
     return grpc.ssl_server_credentials(pair)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a moment (native code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 class Server:
@@ -77,15 +93,26 @@ class Server:
         words = SpacyWords()
         self.engines: list[Engine] = []
         for model in settings.models:
+            if model.backend == "tok2vec":  # a spaCy tok2vec: its own engine, one row per token by construction
+                from tokvec_server.tok2vec import Tok2VecEngine, Tok2VecRunner
+
+                tok2vec = await loop.run_in_executor(None, Tok2VecRunner, model)
+                self.engines.append(Tok2VecEngine(model, settings.limits, tok2vec, words, self._fatal))  # type: ignore[arg-type]
+                continue
             runner = await loop.run_in_executor(None, load_runner, model)
             self.engines.append(Engine(model, settings.limits, runner, words, self._fatal))
         self.service = EmbedService(self.engines, settings.limits)
         add_embed_service(self.service, self.server)
+        # The vectors service is always there; without --vectors it says how to serve a table.
+        from tokvec_server.vectors import SERVICE as VECTORS_SERVICE, VectorsService, add_vectors_service
+
+        self.vectors = await loop.run_in_executor(None, VectorsService.load, settings.vectors, settings.limits, words)
+        add_vectors_service(self.vectors, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
             from grpc_reflection.v1alpha import reflection
 
-            reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+            reflection.enable_server_reflection([SERVICE_NAME, VECTORS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._start_listening(settings)
@@ -101,8 +128,12 @@ class Server:
         if settings.metrics_address:
             from tokvec_server.metrics import serve_metrics
 
-            serve_metrics(settings.metrics_address, self.engines)
-        self.service.ready = True
+            metrics_port = serve_metrics(settings.metrics_address, self.engines, loop)
+            # Printed with the real port, so that --metrics-address HOST:0 can be found.
+            self.say(f"tokvec: metrics on http://{settings.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics")
+        if (table := self.vectors.table) is not None:
+            self.say(f"tokvec: vectors {table.name} ({table.fingerprint}, {table.mode} mode, {table.n_rows} rows x {table.width}, {table.n_keys} keys) on {self.vectors.device}")
+        self.service.ready = self.vectors.ready = True
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.say(f"tokvec: ready: {len(self.engines)} model(s), default {self.engines[0].info.name}")
@@ -113,7 +144,10 @@ class Server:
         # A unix socket is created owner-only (0600): other local users cannot connect to it.
         old_umask = os.umask(0o177) if address.startswith("unix:") else None
         try:
-            port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
+            # gRPC core logs its own line for a failed bind; ours (below) names the address and the
+            # cause, and a failed start prints one line (RELIABILITY.md R7).
+            with _stderr_silenced():
+                port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
         except RuntimeError as exc:
             raise OSError(f"--address {address}: cannot bind ({exc})") from None
         finally:
@@ -155,10 +189,11 @@ class Server:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if not self._fatal_error and self.settings.drain_s:
             await asyncio.sleep(self.settings.drain_s)
-        self.service.ready = False
+        self.service.ready = self.vectors.ready = False
         await self.server.stop(0 if self._fatal_error else self.settings.grace_s)
         for engine in self.engines:
             engine.stop()
+        self.vectors.stop()
 
 
 async def serve(settings: Settings) -> int:

