@@ -15,6 +15,7 @@ from tokvec_server.settings import Limits
 from tokvec_server.types import DocInput, EmbedOptions, Tokens
 
 _LANG = re.compile(r"^[a-z]{2,3}$")
+RENEW_AFTER = 20_000  # new strings a spaCy pipeline may intern before it is replaced
 
 
 class SpacyWords:
@@ -26,10 +27,16 @@ class SpacyWords:
 
     def __init__(self) -> None:
         self._nlp: dict[str, Any] = {}
+        self._fresh: dict[str, int] = {}  # strings in each pipeline's vocab when it was made
         self._lock = threading.Lock()
 
     def _get(self, lang: str, field: str) -> Any:
-        if lang not in self._nlp:
+        nlp = self._nlp.get(lang)
+        # spaCy interns the text of every new token in the vocab for good: about 430 MB per
+        # million distinct tokens (measured), so a server fed varied text would grow without
+        # bound. A pipeline that has interned RENEW_AFTER strings is made afresh (about 0.1 s;
+        # tokens and sentence starts do not depend on what the vocab has seen).
+        if nlp is None or len(nlp.vocab.strings) > self._fresh[lang] + RENEW_AFTER:
             import spacy
 
             try:
@@ -38,7 +45,8 @@ class SpacyWords:
                 raise InvalidInput(f"{field}: {lang!r} is not a language spaCy knows") from None
             nlp.add_pipe("sentencizer")
             self._nlp[lang] = nlp
-        return self._nlp[lang]
+            self._fresh[lang] = len(nlp.vocab.strings)
+        return nlp
 
     def tokenize(self, text: str, lang: str, field: str) -> tuple[list[str], list[bool], list[bool]]:
         with self._lock:
@@ -48,6 +56,10 @@ class SpacyWords:
     def sent_starts(self, words: list[str], spaces: list[bool]) -> list[bool]:
         from spacy.tokens import Doc
 
+        # spaCy's Doc refuses an empty word (a ValueError that would reach the caller as INTERNAL).
+        # "_" is punctuation but not sentence-final: the sentencizer neither starts nor ends a
+        # sentence at it, so it stands in for an empty word without moving a boundary.
+        words = [w or "_" for w in words]
         with self._lock:
             nlp = self._get("en", "sent_starts")
             doc = nlp.get_pipe("sentencizer")(Doc(nlp.vocab, words=words, spaces=spaces))
@@ -69,6 +81,10 @@ def check_options(options: EmbedOptions, max_length: int, n_special: int, n_laye
         room = max_length - n_special
         if spec.window > room:
             raise limit_error("options.spans.window", spec.window, "the model's max_length less its special pieces", room)
+    # Each requested layer is one more (n_tokens, width) tensor per doc: without a bound, a short
+    # request repeating a layer thousands of times asks for gigabytes and messages over 4 MiB.
+    if len(options.hidden_layers) > n_layers + 1:
+        raise limit_error("options.hidden_layers", len(options.hidden_layers), "hidden states of the model", n_layers + 1)
     for i, layer in enumerate(options.hidden_layers):
         if not -(n_layers + 1) <= layer <= n_layers:
             raise InvalidInput(f"options.hidden_layers[{i}]: {layer} is outside [-{n_layers + 1}, {n_layers}]")

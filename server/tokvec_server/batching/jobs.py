@@ -107,9 +107,12 @@ def _collect(job: DocJob, width: int, device: torch.device) -> DocOutput:
     else:
         pieces = torch.zeros((0, width), device=device)
     wanted = options.outputs
-    tokens = pool(pieces, plan.align_lengths, plan.align_indices, options.pooling)
-    if not bool(torch.isfinite(tokens).all()):
+    # Every output comes from these rows, special pieces included: a NaN only in the [CLS] row
+    # pools into no token row, yet would reach the caller through the doc vector or the pieces.
+    rows_run = [pieces, *(part for parts in job.layer_parts for part in parts)]
+    if not all(bool(torch.isfinite(r).all()) for r in rows_run):
         raise ModelFailure("the model produced non-finite values for this doc")
+    tokens = pool(pieces, plan.align_lengths, plan.align_indices, options.pooling)
     layers = []
     for k in range(len(job.layers)):
         layer = torch.cat([parts[k] for parts in job.layer_parts]) if plan.span_ids else pieces

@@ -6,6 +6,10 @@ batch rows x longest row fits ``max_batch_items``. The anchor is the oldest span
 served least recently, so a flooding client cannot starve a light one. The first span waits at
 most ``max_wait_s`` for batch-mates; a full budget goes at once. Spans of cancelled docs, and of
 docs past their deadline or queued too long, leave the queue without reaching the model.
+
+A consumer may bound how many batches it takes ahead of its model (``limit_ahead``). A batch is
+then formed only when the model has room for it, so docs wait in this queue, not in a prepared
+batch: a cancelled or expired doc is freed here at once, even while the model is busy (R3, R4).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Scheduler:
         self._served: dict[str, int] = {}  # client -> batch count when it was last an anchor
         self._batches = 0
         self._closed = False
+        self._room = math.inf  # batches the consumer can take now (see limit_ahead)
         self.dropped = {"cancelled": 0, "deadline": 0, "queue_timeout": 0, "overloaded": 0}
 
     @property
@@ -84,6 +89,23 @@ class Scheduler:
             self._queued_docs.update(jobs)
             self._cond.notify()
 
+    def limit_ahead(self, n: int) -> None:
+        """The consumer takes at most n batches before it calls ``made_room``."""
+        with self._cond:
+            self._room = n
+            self._cond.notify()
+
+    def made_room(self) -> None:
+        """The consumer started on a batch it took: one more may be formed."""
+        with self._cond:
+            self._room += 1
+            self._cond.notify()
+
+    def count_drop(self, reason: str) -> None:
+        """A doc that the consumer dropped after taking it (a deadline passed in a prepared batch)."""
+        with self._cond:
+            self.dropped[reason] += 1
+
     def wake(self) -> None:
         """Re-check the queue now (a doc was cancelled)."""
         with self._cond:
@@ -103,6 +125,11 @@ class Scheduler:
                 if not self._pending:
                     if self._closed:
                         return None
+                    self._cond.wait(self._next_expiry())
+                    continue
+                if self._room < 1:
+                    # The model is busy and a batch already waits for it. Keep the docs here,
+                    # where a cancel or an expiry frees them (this loop wakes for both).
                     self._cond.wait(self._next_expiry())
                     continue
                 due = self._pending[0].queued_at + self.max_wait_s - time.monotonic()
@@ -155,6 +182,7 @@ class Scheduler:
 
     def _take(self) -> list[SpanJob]:
         self._batches += 1
+        self._room -= 1
         lengths = np.fromiter((len(s.ids) for s in self._pending), dtype=np.int64, count=len(self._pending))
         chosen = pack(lengths, self.max_batch_items, self._anchor())
         taken = set(chosen.tolist())

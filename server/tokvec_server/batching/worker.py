@@ -14,7 +14,7 @@ import torch
 
 from tokvec_server.batching.jobs import DocJob, SpanJob
 from tokvec_server.batching.queue import Scheduler
-from tokvec_server.errors import ModelFailure, Overloaded
+from tokvec_server.errors import DeadlineExceeded, ModelFailure, Overloaded
 from tokvec_server.runners.base import OutOfMemory, Runner, pad
 
 log = logging.getLogger("tokvec.worker")
@@ -28,8 +28,11 @@ class ModelWorker:
         self.scheduler = scheduler
         self.on_fatal = on_fatal
         self.pad_id = int(runner.tokenizer.pad_token_id or 0)
-        # One prepared batch waits while the model runs another: enough to hide the prep.
+        # One prepared batch waits while the model runs another: enough to hide the prep. The
+        # scheduler forms that batch only once the slot is free, so the prep thread never holds a
+        # batch it cannot hand off, and queued docs stay where a cancel or deadline frees them.
         self._handoff: queue.Queue[Prepared | None] = queue.Queue(maxsize=1)
+        scheduler.limit_ahead(1)
         self._threads = [
             threading.Thread(target=self._guard, args=(self._prepare_loop,), name="tokvec-prep", daemon=True),
             threading.Thread(target=self._guard, args=(self._device_loop,), name="tokvec-model", daemon=True),
@@ -72,9 +75,16 @@ class ModelWorker:
         # inference_mode is thread-local: it must be entered in the thread that runs the model.
         with torch.inference_mode():
             while (item := self._handoff.get()) is not None:
+                self.scheduler.made_room()
                 self._run(*item)
 
     def _run(self, batch: list[SpanJob], ids: torch.Tensor, mask: torch.Tensor, layers: tuple[int, ...]) -> None:
+        # A prepared batch waited for the model: its docs may have expired meanwhile. The caller
+        # has stopped waiting for them, so they cost no forward (R4).
+        now = time.monotonic()
+        for job in {s.job for s in batch if not s.job.done and now >= s.job.deadline}:
+            job.fail(DeadlineExceeded("the deadline passed while the doc was queued"))
+            self.scheduler.count_drop("deadline")
         live = [i for i, s in enumerate(batch) if not s.job.done]
         if not live:
             return
