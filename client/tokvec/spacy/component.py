@@ -3,6 +3,7 @@ stores them on the docs and feeds them to the listeners of later components."""
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
@@ -12,7 +13,6 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import minibatch
 from thinc.api import Model
 
 from tokvec._wire import Embedding
@@ -29,6 +29,8 @@ DEFAULT_CONFIG = {
     "timeout": 60.0,
     "model": "",
     "token_env": "",
+    "tls": False,
+    "ca_file": "",
     "fingerprint": "",
     "pieces": False,
 }
@@ -37,12 +39,13 @@ DEFAULT_CONFIG = {
 @Language.factory("tokvec_transformer", assigns=["doc._.tokvec"], default_config=DEFAULT_CONFIG)
 def make_tokvec_transformer(
     nlp: Language, name: str, address: Union[str, List[str]], pooling: str, spans: str, dtype: str,
-    timeout: float, model: str, token_env: str, fingerprint: str, pieces: bool,
+    timeout: float, model: str, token_env: str, tls: bool, ca_file: str, fingerprint: str, pieces: bool,
 ) -> "TokvecTransformer":
     """Rows from a tokvec server for every doc, shared with the listeners of later components.
     ``fingerprint`` pins the server's model ("" = whatever serves at initialize, then saved);
     ``pieces`` also keeps piece-level hidden states and alignment in ``doc._.tokvec_pieces``."""
-    settings = RemoteSettings.build(address, pooling=pooling, spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env)
+    settings = RemoteSettings.build(
+        address, pooling=pooling, spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
     return TokvecTransformer(nlp.vocab, settings, name=name, fingerprint=fingerprint, pieces=pieces)
 
 
@@ -116,7 +119,7 @@ class TokvecTransformer(Pipe):
             theirs = str(listener.attrs["fingerprint"])
             if theirs and theirs != fingerprint:
                 raise ModelMismatchError(
-                    f"{listener.who} was trained on rows of model {theirs!r}, but {self.who} is pinned to {fingerprint!r}: "
+                    f"{listener.who} was trained on rows of model {theirs!r}, but {self.who} gets rows of {fingerprint!r}: "
                     f"retrain {listener.component!r}, or use a tokvec_transformer pointing at a server running {theirs!r}")
             listener.attrs["fingerprint"] = fingerprint
 
@@ -140,8 +143,8 @@ class TokvecTransformer(Pipe):
         return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        for batch in minibatch(stream, batch_size):
-            docs = list(batch)
+        stream = iter(stream)
+        while docs := list(islice(stream, batch_size)):
             self.set_annotations(docs, self.predict(docs))
             yield from docs
 
@@ -151,7 +154,7 @@ class TokvecTransformer(Pipe):
         rows = [result.rows for result in self.predict(docs)]
         batch_id = RemoteListener.get_batch_id(docs)
         for listener in self.listeners:
-            listener.receive(batch_id, [listener.ops.asarray2f(r) for r in rows])
+            listener.receive(batch_id, rows)
         return {} if losses is None else losses
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:

@@ -4,7 +4,7 @@ through an upstream ``tokvec_transformer`` component or fetched by the listener 
 from __future__ import annotations
 
 import logging
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Sequence, Union, cast
 
 import numpy as np
 from spacy.tokens import Doc
@@ -57,9 +57,9 @@ class RemoteListener(Model[List[Doc], List[Floats2d]]):
     def get_batch_id(cls, docs: List[Doc]) -> int:
         return sum(sum(token.orth for token in doc) for doc in docs)
 
-    def receive(self, batch_id: int, outputs: List[Floats2d]) -> None:
+    def receive(self, batch_id: int, outputs: Sequence[np.ndarray]) -> None:
         """Rows for the next training batch, from the upstream component's ``update``."""
-        self._batch_id, self._outputs = batch_id, outputs
+        self._batch_id, self._outputs = batch_id, [self.ops.asarray2f(cast(Floats2d, rows)) for rows in outputs]
 
     def take_received(self, docs: List[Doc]) -> List[Floats2d]:
         if self._outputs is None or self.get_batch_id(docs) != self._batch_id:
@@ -112,7 +112,7 @@ def rows_for(model: RemoteListener, docs: List[Doc]) -> List[Floats2d]:
             model.attrs["fingerprint"] = results[0].fingerprint
         for i, result in zip(missing, results):
             out[i] = result.rows
-    return [model.ops.asarray2f(rows) for rows in out]  # type: ignore[arg-type]
+    return [model.ops.asarray2f(cast(Floats2d, rows)) for rows in out]
 
 
 def init(model: RemoteListener, X: List[Doc] | None = None, Y: object = None) -> None:
@@ -133,7 +133,6 @@ def init(model: RemoteListener, X: List[Doc] | None = None, Y: object = None) ->
     model.attrs["fingerprint"] = info.fingerprint
 
 
-@registry.architectures("tokvec.RemoteListener.v1")
 def remote_listener(
     width: Optional[int] = None,
     upstream: str = "*",
@@ -144,12 +143,18 @@ def remote_listener(
     timeout: float = 60.0,
     model: str = "",
     token_env: str = "",
+    tls: bool = False,
+    ca_file: str = "",
 ) -> Model[List[Doc], List[Floats2d]]:
     """A tok2vec layer listening to a tokvec server. With no ``address`` it listens to the upstream
     ``tokvec_transformer`` named ``upstream`` ("*" = any); with one it can fetch rows itself.
     ``width`` may be left out: it is learned from the server at initialize."""
     remote = None
     if address:
-        settings = RemoteSettings.build(address, pooling=pooling, spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env)
+        settings = RemoteSettings.build(
+            address, pooling=pooling, spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
         remote = Remote(settings)
     return RemoteListener(upstream, width, remote)
+
+
+registry.architectures.register("tokvec.RemoteListener.v1", func=remote_listener)

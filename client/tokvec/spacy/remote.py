@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
+from tokvec._channel import Credentials
 from tokvec._results import ModelInfo
 from tokvec._wire import DocLike, Embedding
 from tokvec.client import Client
@@ -40,6 +42,8 @@ class RemoteSettings:
     timeout: float = 60.0
     model: str = ""  # "" = the server's default model
     token_env: str = ""  # name of an environment variable holding the auth token (never saved)
+    tls: bool = False  # TLS to the server (needed to send a token off loopback)
+    ca_file: str = ""  # PEM CA bundle for TLS; "" = the system roots
 
     @classmethod
     def build(cls, address: str | Sequence[str], **settings: Any) -> RemoteSettings:
@@ -47,13 +51,13 @@ class RemoteSettings:
         if not addresses or not all(addresses):
             raise ValueError(f"address: expected host:port or a list of them, got {address!r}")
         built = cls(addresses, **settings)
-        built.client(())  # fail now on a bad pooling / spans / dtype / address list
+        built.client(None)  # fail now on a bad pooling / spans / dtype / address list
         return built
 
-    def client(self, metadata: Sequence[tuple[str, str]]) -> Client:
+    def client(self, credentials: Credentials | None) -> Client:
         return Client(
             list(self.address), timeout=self.timeout, pooling=self.pooling, spans=self.spans,
-            dtype=self.dtype, model=self.model, metadata=metadata,
+            dtype=self.dtype, model=self.model, credentials=credentials,
         )
 
 
@@ -62,26 +66,33 @@ class Remote:
 
     def __init__(self, settings: RemoteSettings) -> None:
         self.settings = settings
-        self.target = settings.client(()).target
+        self.target = settings.client(None).target
         self._client: Client | None = None
         self._pid = 0
 
     def client(self, who: str) -> Client:
         if self._client is None or self._pid != os.getpid():
             # A client inherited through a fork is dropped, never used (nor closed: not ours).
-            self._client = self.settings.client(self._metadata(who))
+            try:
+                self._client = self.settings.client(self._credentials(who))
+            except ValueError as exc:  # e.g. a token over plaintext off loopback
+                raise PipelineError(f"{who}: {exc}", target=self.target) from None
             self._pid = os.getpid()
             _OPEN.add(self)
         return self._client
 
-    def _metadata(self, who: str) -> tuple[tuple[str, str], ...]:
-        name = self.settings.token_env
-        if not name:
-            return ()
-        token = os.environ.get(name, "")
-        if not token:
-            raise PipelineError(f"{who}: token_env = {name!r}, but that environment variable is not set in this process", target=self.target)
-        return (("authorization", f"Bearer {token}"),)
+    def _credentials(self, who: str) -> Credentials:
+        """Read when the channel opens, in the process that opens it: the token is never saved."""
+        settings, token = self.settings, None
+        if settings.token_env:
+            token = os.environ.get(settings.token_env, "")
+            if not token:
+                raise PipelineError(f"{who}: token_env = {settings.token_env!r}, but that environment variable is not set in this process", target=self.target)
+        try:
+            ca = Path(settings.ca_file).read_bytes() if settings.ca_file else None
+        except OSError as exc:
+            raise PipelineError(f"{who}: ca_file = {settings.ca_file!r}: {exc.strerror}", target=self.target) from None
+        return Credentials(token=token, tls=settings.tls, root_certificates=ca)
 
     def close(self) -> None:
         if self._client is not None and self._pid == os.getpid():

@@ -1,0 +1,51 @@
+"""Helpers for the spaCy integration tests: EWT as spaCy Examples, the shipped example config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy.training.converters import conllu_to_docs  # type: ignore[attr-defined]
+from spacy.util import load_config, load_model_from_config
+
+from serving import DATA, ROOT
+from tokvec.spacy import TokvecTransformer
+
+CONFIG = ROOT / "examples" / "configs" / "tagger_parser_tokvec.cfg"
+
+
+def conllu_head(path: Path, n_sents: int, skip: int = 0) -> str:
+    blocks = [b for b in path.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    return "\n\n".join(blocks[skip : skip + n_sents]) + "\n\n"
+
+
+def ewt_examples(nlp: Language, split: str, n_sents: int, skip: int = 0) -> list[Example]:
+    """Gold EWT sentences (10 a doc), as spacy convert makes them, against unannotated docs."""
+    gold = list(conllu_to_docs(  # type: ignore[no-untyped-call]
+        conllu_head(DATA / f"en_ewt-ud-{split}.conllu", n_sents, skip), n_sents=10, no_print=True))
+    docs = DocBin(docs=gold, store_user_data=False).get_docs(nlp.vocab)  # into this pipeline's vocab
+    return [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in docs]
+
+
+def example_pipeline(address: str, **overrides: Any) -> Language:
+    """The shipped examples/configs/tagger_parser_tokvec.cfg, pointed at ``address``."""
+    config = load_config(CONFIG, overrides={"components.tokvec.address": address, **overrides})
+    return load_model_from_config(config, auto_fill=True)
+
+
+
+def doc_annotations(docs: list[Doc]) -> list[list[tuple[str, int, str]]]:
+    return [[(t.tag_, t.head.i, t.dep_) for t in doc] for doc in docs]
+
+
+def upstream(nlp: Language) -> TokvecTransformer:
+    component = nlp.get_pipe("tokvec")
+    assert isinstance(component, TokvecTransformer)
+    return component
+
+
+def tagger(nlp: Language) -> Any:
+    return nlp.get_pipe("tagger")
