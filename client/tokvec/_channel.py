@@ -9,11 +9,14 @@ from typing import Any, Sequence
 import grpc
 
 # round_robin spreads calls over every address a target resolves to (dns:///, several ipv4
-# addresses); calls that fail with UNAVAILABLE before any response are retried transparently.
+# addresses); Info and Tokenize calls that fail with UNAVAILABLE are retried with backoff.
+# Embed and EmbedStream are not: with a retry policy, grpcio's (1.85) threaded client never
+# returns from a streaming call whose server dies under it, whatever its deadline (RELIABILITY.md
+# R6, R13). Their UNAVAILABLE reaches the caller, who knows which docs to send again.
 SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
-        "name": [{"service": "tokvec.v1.EmbedService"}],
+        "name": [{"service": "tokvec.v1.EmbedService", "method": "Info"}, {"service": "tokvec.v1.EmbedService", "method": "Tokenize"}],
         "retryPolicy": {
             "maxAttempts": 5,
             "initialBackoff": "0.1s",

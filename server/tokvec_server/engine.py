@@ -92,6 +92,7 @@ class Engine:
         """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
 
         Cancelling a future takes its doc out of the queue before it reaches the model."""
+        self.scheduler.check_room(len(docs))  # overload is refused in microseconds, not after tokenizing
         prepared = await self.plan(docs, options)
         loop = asyncio.get_running_loop()
         layers = job_layers(options.hidden_layers, self.info.n_layers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Iterator
 
 from prometheus_client import Histogram, start_http_server
@@ -17,8 +18,9 @@ BATCH_SPANS = Histogram("tokvec_batch_spans", "Spans per batch", ["model"], buck
 
 
 class EngineCollector(Collector):
-    def __init__(self, engines: list[Engine]) -> None:
+    def __init__(self, engines: list[Engine], loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.engines = engines
+        self.loop = loop
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         docs = GaugeMetricFamily("tokvec_queue_docs", "Docs waiting", labels=["model"])
@@ -42,14 +44,21 @@ class EngineCollector(Collector):
             splits.add_metric([name, "error"], stats["bisections"])
             budget.add_metric([name], engine.scheduler.max_batch_items)
         yield from (docs, pieces, batches, padding, dropped, splits, budget)
+        if self.loop is not None:
+            # One task per call in flight (and per stream reader): a count that does not come back
+            # to its idle value after clients leave is a leak (RELIABILITY.md R1, R13).
+            # all_tasks() copes with being called from this (the HTTP server's) thread.
+            tasks = GaugeMetricFamily("tokvec_event_loop_tasks", "Unfinished asyncio tasks on the serving loop")
+            tasks.add_metric([], len(asyncio.all_tasks(self.loop)))
+            yield tasks
 
 
-def serve_metrics(address: str, engines: list[Engine]) -> int:
+def serve_metrics(address: str, engines: list[Engine], loop: asyncio.AbstractEventLoop | None = None) -> int:
     """Serve /metrics over HTTP on HOST:PORT; returns the port (0 picks one)."""
     import tokvec_server.metrics as module
 
     host, port = address.rsplit(":", 1)
-    REGISTRY.register(EngineCollector(engines))
+    REGISTRY.register(EngineCollector(engines, loop))
     for engine in engines:
         engine.worker.metrics = module
     server, _thread = start_http_server(int(port), addr=host.strip("[]"))

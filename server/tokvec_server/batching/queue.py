@@ -72,6 +72,13 @@ class Scheduler:
         with self._cond:
             return len(self._queued_docs), self._queued_pieces
 
+    def check_room(self, n_docs: int) -> None:
+        """A cheap refusal before any tokenizing, when the docs alone would pass max_queued_docs."""
+        with self._cond:
+            if self._queued_docs and len(self._queued_docs) + n_docs > self.max_queued_docs:
+                self.dropped["overloaded"] += n_docs
+                raise Overloaded(f"queued docs: {len(self._queued_docs) + n_docs} > max_queued_docs ({self.max_queued_docs})")
+
     def submit(self, jobs: list[DocJob]) -> None:
         """Queue every span of these docs, or none of them (RESOURCE_EXHAUSTED naming the limit)."""
         spans = [span for job in jobs for span in job.spans()]

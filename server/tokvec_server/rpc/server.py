@@ -153,7 +153,7 @@ class Server:
         finally:
             if old_umask is not None:
                 os.umask(old_umask)
-        return port
+        return int(port)
 
     async def _start_listening(self, settings: Settings) -> None:
         old_umask = os.umask(0o177) if settings.address.startswith("unix:") else None
@@ -192,7 +192,12 @@ class Server:
         self.service.ready = self.vectors.ready = False
         await self.server.stop(0 if self._fatal_error else self.settings.grace_s)
         for engine in self.engines:
-            engine.stop()
+            if self._fatal_error:
+                # A model thread is dead, and its partner may wait on it forever: joining would
+                # cost the join timeout. The process ends now; daemon threads go with it (R6).
+                engine.scheduler.close()
+            else:
+                engine.stop()
         self.vectors.stop()
 
 
