@@ -12,7 +12,8 @@ import grpc
 # addresses); Info and Tokenize calls that fail with UNAVAILABLE are retried with backoff.
 # Embed and EmbedStream are not: with a retry policy, grpcio's (1.85) threaded client never
 # returns from a streaming call whose server dies under it, whatever its deadline (RELIABILITY.md
-# R6, R13). Their UNAVAILABLE reaches the caller, who knows which docs to send again.
+# R6, R13). Client.embed resends an Embed itself (RETRY_PAUSES); a stream's UNAVAILABLE reaches
+# the caller, who knows which docs to send again.
 SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
@@ -26,6 +27,9 @@ SERVICE_CONFIG = json.dumps({
         },
     }],
 })
+
+# Client.embed resends a whole Embed cut short by UNAVAILABLE after each of these pauses (seconds).
+RETRY_PAUSES = (0.1, 0.3, 1.0, 2.0)
 
 OPTIONS = [
     ("grpc.service_config", SERVICE_CONFIG),

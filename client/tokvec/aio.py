@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
 
 from tokvec import _wire
-from tokvec._channel import Credentials, open_channel, target
+from tokvec._channel import RETRY_PAUSES, Credentials, open_channel, target
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
 from tokvec.errors import from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
@@ -77,15 +78,20 @@ class AsyncClient:
             options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers)),
             docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
         )
-        assembler = _wire.Assembler()
-        results: list[_wire.Embedding] = []
-        try:
-            async for response in self.stub.Embed(request, timeout=self.timeout, metadata=self.metadata):
-                if (done := assembler.add(response.result)) is not None:
-                    results.append(done)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, self.target) from None
-        return results
+        for pause in (*RETRY_PAUSES, None):
+            assembler = _wire.Assembler()
+            results: list[_wire.Embedding] = []
+            try:
+                async for response in self.stub.Embed(request, timeout=self.timeout, metadata=self.metadata):
+                    if (done := assembler.add(response.result)) is not None:
+                        results.append(done)
+                return results
+            except grpc.RpcError as exc:
+                # Embed is idempotent: resend it whole when the server went away (see Client).
+                if pause is None or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise from_rpc_error(exc, self.target) from None
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def stream(
         self,
