@@ -77,13 +77,18 @@ class ServerThread:
         def main() -> None:
             asyncio.set_event_loop(self.loop)
             try:
-                self.loop.run_until_complete(self.server.start())
-            except BaseException as exc:
-                self._error = exc
+                try:
+                    self.loop.run_until_complete(self.server.start())
+                except BaseException as exc:
+                    self._error = exc
+                    started.set()
+                    return
                 started.set()
-                return
-            started.set()
-            self.exit_code = self.loop.run_until_complete(self.server.wait())
+                self.exit_code = self.loop.run_until_complete(self.server.wait())
+            finally:
+                # A loop left open leaks its self-pipe sockets: ResourceWarnings in a later test.
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.close()
 
         self.thread = threading.Thread(target=main, name="test-server", daemon=True)
         self.thread.start()

@@ -92,9 +92,12 @@ class Engine:
         """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
 
         Cancelling a future takes its doc out of the queue before it reaches the model."""
-        self.scheduler.check_room(len(docs))  # overload is refused in microseconds, not after tokenizing
-        prepared = await self.plan(docs, options)
         loop = asyncio.get_running_loop()
+        try:
+            self.scheduler.check_room(len(docs))  # overload is refused in microseconds, before tokenizing
+        except TokvecError as exc:
+            return [_failed(loop, exc) for _ in docs]  # in-band, per doc, like any other refusal
+        prepared = await self.plan(docs, options)
         layers = job_layers(options.hidden_layers, self.info.n_layers)
         futures: list[asyncio.Future[DocOutput]] = []
         jobs: list[DocJob] = []
@@ -123,6 +126,12 @@ class Engine:
         if future.cancelled():
             job.cancelled.set()
             self.scheduler.wake()
+
+
+def _failed(loop: asyncio.AbstractEventLoop, exc: TokvecError) -> asyncio.Future[DocOutput]:
+    future: asyncio.Future[DocOutput] = loop.create_future()
+    future.set_exception(exc)
+    return future
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[DocOutput]) -> Callable[[DocOutput | TokvecError], None]:

@@ -16,6 +16,7 @@ import tokvec
 from load import HealthProbe, Load, Spawned, pct, tokvec_serve, write_config
 from serving import ServerProcess, ServerThread
 from tokvec.v1 import tokvec_pb2 as pb
+from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 from tokvec_server.settings import Batching, Limits, ModelSettings, Settings
 
 DOC = {"words": ["Hello", "world"], "spaces": [True, False]}
@@ -29,10 +30,12 @@ def test_not_serving_until_warmed_up(tmp_path: Path) -> None:
         listening = server.seen("listening on")
         assert listening is not None
         probe = HealthProbe(server.address, every=0.02)
-        with tokvec.Client(server.address, timeout=5) as client:
-            with pytest.raises(tokvec.ServerError) as refused:
-                client.embed([DOC])
-        assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+        # A bare stub: tokvec.Client would resend the call until the server is ready.
+        request = pb.EmbedRequest(docs=[pb.Doc(words=DOC["words"], spaces=DOC["spaces"])])
+        with grpc.insecure_channel(server.address) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=5))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         ready = server.wait_for("tokvec: ready", 60)
         time.sleep(0.2)
         probe.stop()

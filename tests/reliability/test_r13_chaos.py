@@ -88,7 +88,10 @@ def test_server_killed_and_restarted_under_load(tmp_path: Path) -> None:
     print(f"R13: server down {restarted - killed:.1f}s; streams {s.codes()}, unary {u.codes()}")
     # Exactly once or surfaced: every doc sent has one line, OK or UNAVAILABLE.
     assert s.accounting(stream_summary["sent_per_conn"]) == {"lost": 0, "duplicated": 0, "reordered": 0}
-    assert u.accounting(unary_summary["sent_per_conn"]) == {"lost": 0, "duplicated": 0, "reordered": 0}
+    # Concurrent unary calls promise no order between them; the client resends an Embed cut by the
+    # restart, so it may finish after later calls. Exactly once is what R13 asks of them.
+    unary_accounting = u.accounting(unary_summary["sent_per_conn"])
+    assert (unary_accounting["lost"], unary_accounting["duplicated"]) == (0, 0), unary_accounting
     assert set(s.codes()) <= {"OK", "UNAVAILABLE"} and set(u.codes()) <= {"OK", "UNAVAILABLE"}
     assert len(s) == stream_summary["sent"] and len(u) == unary_summary["sent"]
     # Every stream reconnected (with backoff) and was answered again after the restart.
