@@ -13,10 +13,12 @@ from typing import Callable
 
 from tokvec_server import validation
 from tokvec_server.alignment import DocPlan, Specials, plan_docs
+from tokvec_server.batching import collect
 from tokvec_server.batching.jobs import DocJob, DocOutput
 from tokvec_server.batching.queue import Scheduler
 from tokvec_server.batching.worker import ModelWorker, job_layers
 from tokvec_server.errors import TokvecError
+from tokvec_server.outbox import Outbox
 from tokvec_server.runners import Runner
 from tokvec_server.settings import Limits, ModelSettings
 from tokvec_server.types import DocInput, EmbedOptions, SpanSpec, Tokens
@@ -36,7 +38,7 @@ class Engine:
         self.info = runner.info
         self.specials = Specials.of(runner.tokenizer)
         b = model.batching
-        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000)
+        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000, runner.ragged)
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
         self.words = words
         # Tokenizing is CPU work: it runs here, never on the event loop.
@@ -108,12 +110,12 @@ class Engine:
                 future.set_exception(item)
                 continue
             tokens, plan = item
-            job = DocJob(tokens, plan, options, layers, _resolver(loop, future), client, deadline)
+            job = DocJob(tokens, plan, options, layers, Outbox.of(loop).resolver(future), client, deadline)
             future.add_done_callback(functools.partial(self._on_done, job))
             if plan.span_ids:
                 jobs.append(job)
             else:
-                job.finish(self.info.width, self.runner.device)  # empty doc: (0, width), no model call
+                collect.finish([job], self.info.width, self.runner.device)  # empty doc: (0, width), no model call
         if jobs:
             try:
                 self.scheduler.submit(jobs)
@@ -132,24 +134,3 @@ def _failed(loop: asyncio.AbstractEventLoop, exc: TokvecError) -> asyncio.Future
     future: asyncio.Future[DocOutput] = loop.create_future()
     future.set_exception(exc)
     return future
-
-
-def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[DocOutput]) -> Callable[[DocOutput | TokvecError], None]:
-    """Resolve a future from the model thread; a caller that went away is simply skipped."""
-
-    def settle(result: DocOutput | TokvecError) -> None:
-        if future.done():
-            return
-        if isinstance(result, TokvecError):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-    def deliver(result: DocOutput | TokvecError) -> None:
-        try:
-            loop.call_soon_threadsafe(settle, result)
-        except RuntimeError:  # loop closed: nobody is waiting any more
-            pass
-
-    return deliver
-

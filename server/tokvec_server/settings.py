@@ -27,11 +27,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class Batching:
-    # Budget of padded pieces per forward (batch rows x longest row), as spacy-transformers
-    # calls max_batch_items. 4096 = 32 windows of 128 pieces.
+    # Budget of pieces per forward, as spacy-transformers calls max_batch_items: the batch's
+    # pieces for a runner that runs it ragged, rows x longest row for one that pads it.
+    # 4096 = 32 windows of 128 pieces.
     max_batch_items: int = 4096
-    # How long the first queued span may wait for batch-mates before the batch goes anyway.
-    max_wait_ms: float = 5.0
+    # How long the first span queued on an idle model may wait for batch-mates. 0: at once. A
+    # busy model gathers batch-mates anyway: its next batch is formed when it is free.
+    max_wait_ms: float = 0.0
     # Admission: work beyond these is refused with RESOURCE_EXHAUSTED, naming the limit.
     max_queued_pieces: int = 2_000_000
     max_queued_docs: int = 20_000

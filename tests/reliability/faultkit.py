@@ -3,9 +3,9 @@ the test composes, docs whose first word is a known piece (so ``faults.calls`` s
 reached the model), separate client connections, and polling with a timeout.
 
 Batch control: ``hold`` sets the scheduler's wait for batch-mates to an hour, so submitted docs
-stay queued; ``flush`` lets them go as one batch. With the fake runner's gate closed, a first
-flushed batch holds the model; a second waits, padded, in the hand-off slot; anything submitted
-after that stays in the scheduler's queue (it forms no batch while the model has no room).
+stay queued; ``flush`` lets them go as one batch. With the fake runner's gate closed, a flushed
+batch holds the model; anything submitted after that stays in the scheduler's queue (the model's
+thread asks for its next batch only once it is free).
 """
 
 from __future__ import annotations

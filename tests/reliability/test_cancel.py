@@ -4,10 +4,10 @@ Figures (RELIABILITY.md): 0 cancelled docs reach the model; queued work freed wi
 batch-mates of a cancelled doc get rows identical to a solo run; every request completes exactly
 once. The quick tier makes ~200 cancels, the slow tier 1,000.
 
-Each round closes the model's gate and fills the worker's pipeline so that cancels land at every
-stage a doc can wait in: B2, a padded batch in the hand-off slot (its survivors then run with the
-cancelled rows taken out); Q, docs still in the scheduler's queue. Then a random 60% of the calls
-are cancelled by the client (RST_STREAM over the wire), the gate opens and everything is checked.
+Each round closes the model's gate and holds it with a plug batch, so that every other doc waits
+where docs wait while the model is busy: in the scheduler's queue. Then a random 60% of the calls
+are cancelled by the client (RST_STREAM over the wire), the gate opens, the survivors run in
+batches without the cancelled docs, and everything is checked.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ P99_FREE_S = 0.020
 @dataclass
 class Call:
     docs: list[Doc]
-    stage: str  # B2 or Q
     call: Any = None
     cancelled: bool = False
 
@@ -38,7 +37,7 @@ class Call:
 @dataclass
 class Report:
     cancels: int = 0
-    free_latencies: list[float] = field(default_factory=list)  # Q cancels: seconds until the queue let go
+    free_latencies: list[float] = field(default_factory=list)  # seconds until the queue let go of a cancelled call
     reached_model: set[str] = field(default_factory=set)  # ids of cancelled docs the model ran
     completions: list[str] = field(default_factory=list)  # problems with how calls ended
     row_diffs: list[float] = field(default_factory=list)  # survivors vs solo, max |diff| per doc
@@ -83,35 +82,24 @@ def cancel_round(kit: CancelKit, chans: list[grpc.Channel], maker: DocMaker, rng
     kit.faults.calls.clear()
     kit.noticed.clear()
     plug = kit.fill_pipeline(chans[0], [maker.doc(3)])
-    calls: list[Call] = []
-    for stage, n_calls in (("B2", 8), ("Q", 16)):
-        batch = [Call([maker.doc() for _ in range(rng.randint(1, 3))], stage) for _ in range(n_calls)]
-        before = kit.queued_docs()
-        for c in batch:
-            c.call = embed_call(rng.choice(chans), c.docs)
-        kit.wait_queued(before + sum(len(c.docs) for c in batch))
-        if stage != "Q":
-            kit.flush()
-        calls += batch
-    assert kit.queued_docs() == sum(len(c.docs) for c in calls if c.stage == "Q")
+    calls = [Call([maker.doc() for _ in range(rng.randint(1, 3))]) for _ in range(24)]
+    for c in calls:
+        c.call = embed_call(rng.choice(chans), c.docs)
+    kit.wait_queued(sum(len(c.docs) for c in calls))
 
     order = [c for c in calls if rng.random() < 0.6]
     rng.shuffle(order)
     for c in order:
         before = kit.queued_docs()
-        started = time.perf_counter()
         c.call.cancel()
         c.cancelled = True
         report.cancels += 1
-        if c.stage == "Q":
-            goal = before - len(c.docs)
-            try:
-                report.free_latencies.append(wait_until(lambda: kit.queued_docs() <= goal, free_timeout, "the queue to let go"))
-            except AssertionError:
-                report.free_latencies.append(float("inf"))
-                free_timeout = 0.01  # already failed: do not spend the whole tier finding out again
-        elif rng.random() < 0.5:
-            time.sleep(rng.uniform(0, 0.002))
+        goal = before - len(c.docs)
+        try:
+            report.free_latencies.append(wait_until(lambda: kit.queued_docs() <= goal, free_timeout, "the queue to let go"))
+        except AssertionError:
+            report.free_latencies.append(float("inf"))
+            free_timeout = 0.01  # already failed: do not spend the whole tier finding out again
     cancelled_ids = {d.id for c in order for d in c.docs}
     # Every cancel has reached the server before the model runs again (else the test would race).
     try:
@@ -140,7 +128,7 @@ def cancel_round(kit: CancelKit, chans: list[grpc.Channel], maker: DocMaker, rng
 
     seen = kit.seen()
     report.reached_model |= {d.id for c in order for d in c.docs if d.key in seen}
-    # B2 and B3 ran with their cancelled rows taken out: the survivors' rows must not move.
+    # The survivors ran with the cancelled docs taken out of their batches: their rows must not move.
     by_id = {r.id: rows(r) for s in survivors for r in got.get(id(s.call), [])}
     solo = kit.solo([d for s in survivors for d in s.docs if d.id in by_id])
     report.row_diffs += [float(np.abs(by_id[i] - solo[i]).max()) for i in solo]

@@ -1,6 +1,7 @@
 """R4 deadlines: docs whose deadline passes while queued get DEADLINE_EXCEEDED, and the model
-spends 0 calls on them. The model is held (gate closed) the whole time, so "queued" covers both
-places a doc can wait: the scheduler's queue and a padded batch waiting for the model.
+spends 0 calls on them. The model is held (gate closed), so docs wait where they wait while the
+model is busy: in the scheduler's queue; or, once taken, in the half of a failed batch that waits
+while the other half is retried.
 
 Also the queue timeout (``max_queue_ms``), the same mechanism: RESOURCE_EXHAUSTED, 0 calls.
 """
@@ -72,20 +73,16 @@ def told_deadline(call: Any, n_docs: int) -> str:
 def test_wire_deadline_passes_while_queued(server: Any, kit: Batches, maker: DocMaker) -> None:
     chans = channels(server.address, 4)
     plug = kit.fill_pipeline(chans[0], [maker.doc(3)])
-    # B2: a padded batch waiting for the model; Q: docs in the queue. Half of each has a 0.4 s deadline.
+    # Docs in the queue behind the held model; half of them have a 0.4 s deadline.
     expiring: list[tuple[Any, list[Doc]]] = []
     patient: list[tuple[Any, list[Doc]]] = []
     last_deadline = 0.0
-    for stage in ("B2", "Q"):
-        before = kit.queued_docs()
-        for i in range(8):
-            docs = [maker.doc() for _ in range(2)]
-            timeout = 0.4 if i % 2 else 60.0
-            last_deadline = time.perf_counter() + timeout if i % 2 else last_deadline
-            (expiring if i % 2 else patient).append((embed_call(chans[i % 4], docs, timeout=timeout), docs))
-        kit.wait_queued(before + 16)
-        if stage == "B2":
-            kit.flush()
+    for i in range(8):
+        docs = [maker.doc() for _ in range(2)]
+        timeout = 0.4 if i % 2 else 60.0
+        last_deadline = time.perf_counter() + timeout if i % 2 else last_deadline
+        (expiring if i % 2 else patient).append((embed_call(chans[i % 4], docs, timeout=timeout), docs))
+    kit.wait_queued(16)
     told = [told_deadline(call, len(docs)) for call, docs in expiring]
     # The expired Q docs leave the queue while the model is still held.
     freed = wait_until(lambda: kit.queued_docs() == 8, 5, "expired docs to leave the queue")
@@ -111,18 +108,23 @@ def test_wire_deadline_passes_while_queued(server: Any, kit: Batches, maker: Doc
         ch.close()
 
 
-def test_engine_deadline_in_queue_and_in_a_prepared_batch(server: Any, kit: Batches, maker: DocMaker) -> None:
+def test_engine_deadline_in_queue_and_in_a_split_batch(server: Any, kit: Batches, maker: DocMaker, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a gRPC call that the deadline cancels, the engine's own deadline must act: in the
-    queue the scheduler wakes for it while the model is busy; in a prepared batch the worker
-    drops the doc before the forward."""
+    queue, the scheduler wakes for it while the model is busy; in a batch that failed and is being
+    split, the worker drops the doc before each half's forward."""
     chans = channels(server.address, 1)
-    plug = kit.fill_pipeline(chans[0], [maker.doc(3)])
-    prepared = [maker.doc() for _ in range(4)]
-    queued = [maker.doc() for _ in range(4)]
+    word, piece = maker.reserve()
+    monkeypatch.setattr(kit.faults, "poison_id", piece)
+    poison = maker.doc(3, insert=word)
     deadline = time.monotonic() + 0.3
-    in_batch = direct(kit, prepared, deadline)
-    kit.wait_queued(4)
+    kit.hold()
+    kit.faults.gate.clear()
+    # One batch, held at the gate: a poison doc (its forward fails) and four docs that expire.
+    plug = embed_call(chans[0], [poison])
+    in_batch = direct(kit, [maker.doc() for _ in range(4)], deadline)
+    kit.wait_queued(5)
     kit.flush()
+    queued = [maker.doc() for _ in range(4)]
     in_queue = direct(kit, queued, deadline)
     kit.wait_queued(4)
 
@@ -134,14 +136,15 @@ def test_engine_deadline_in_queue_and_in_a_prepared_batch(server: Any, kit: Batc
     assert not any(f.done() for f in in_batch)  # still held with the model
 
     kit.open()
-    wait_until(lambda: all(f.done() for f in in_batch), 5, "the prepared batch to settle")
+    wait_until(lambda: all(f.done() for f in in_batch), 5, "the split batch to settle")
     assert all(isinstance(outcome(f), DeadlineExceeded) for f in in_batch), [outcome(f) for f in in_batch]
-    results(plug[0])
-    seen = kit.seen()
-    assert not {d.key for d in prepared + queued} & seen, "an expired doc reached the model"
-    assert len(kit.faults.calls) == 1  # the plug's forward only
+    [failed] = results(plug)
+    assert failed.error.code == grpc.StatusCode.INTERNAL.value[0]
+    # The held forward, then the poison doc alone: the expired docs were dropped before the retry.
+    assert [len(call) for call in kit.faults.calls] == [5, 1], kit.faults.calls
+    assert not {d.key for d in queued} & kit.seen(), "an expired queued doc reached the model"
     print(f"R4 engine: 4 queued docs told DEADLINE_EXCEEDED {late * 1000:.1f} ms after the deadline "
-          f"({waited:.3f} s wait), 4 docs of a prepared batch dropped before the forward, 1 model call (the plug)")
+          f"({waited:.3f} s wait), 4 docs of a failed batch dropped before its retry, 2 model calls (the batch, the poison alone)")
     for ch in chans:
         ch.close()
 

@@ -20,17 +20,25 @@ from typing import Any, Callable, Iterator
 import grpc
 import numpy as np
 import pytest
+import torch
 
 from faultkit import Batches, Doc, DocMaker, channels, embed_call, fake_server, results, rows, stop
 from serving import ServerThread
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server.batching.worker import ModelWorker
+from tokvec_server.runners.batch import Batch
 from tokvec_server.settings import ModelSettings, Settings
 
 TOLERANCE = 1e-5
 INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 RAISED = re.compile(r"^model failure \(error id [0-9a-f]{12}\)$")
 NON_FINITE = "the model produced non-finite values for this doc"
+
+
+def holding(batch: Batch, piece: int) -> torch.Tensor:
+    """Every piece of the spans that hold ``piece``. Shape: (n_pieces,) bool"""
+    span = batch.span_index()
+    return torch.from_numpy(np.isin(span, span[batch.ids == piece]))
 
 
 @dataclass
@@ -126,9 +134,9 @@ def inject(server: ServerThread, maker: DocMaker, kind: str, monkeypatch: pytest
     else:  # inf: the fake has no hook for it, so wrap its forward
         forward = server.runner.forward
 
-        def with_inf(ids: Any, mask: Any, layers: tuple[int, ...]) -> Any:
-            hidden, chosen = forward(ids, mask, layers)
-            hidden[(ids == piece).any(1)] = float("inf")
+        def with_inf(batch: Batch, layers: tuple[int, ...]) -> Any:
+            hidden, chosen = forward(batch, layers)
+            hidden[holding(batch, piece)] = float("inf")
             return hidden, chosen
 
         monkeypatch.setattr(server.runner, "forward", with_inf)
@@ -169,9 +177,10 @@ def test_non_finite_outside_the_token_rows_still_fails_the_doc(server: ServerThr
     word, piece = maker.reserve()
     forward = server.runner.forward
 
-    def nan_at_cls(ids: Any, mask: Any, layers: tuple[int, ...]) -> Any:
-        hidden, chosen = forward(ids, mask, layers)
-        hidden[(ids == piece).any(1), 0] = float("nan")
+    def nan_at_cls(batch: Batch, layers: tuple[int, ...]) -> Any:
+        hidden, chosen = forward(batch, layers)
+        cls = holding(batch, piece) & torch.from_numpy(batch.positions() == 0)
+        hidden[cls] = float("nan")
         return hidden, [c.clone() for c in chosen]
 
     monkeypatch.setattr(server.runner, "forward", nan_at_cls)
@@ -185,14 +194,14 @@ def test_non_finite_outside_the_token_rows_still_fails_the_doc(server: ServerThr
 def test_negative_control_without_bisection_the_batch_fails_together(server: ServerThread, maker: DocMaker, pool: tuple[list[Doc], dict[str, np.ndarray]], chans: list[grpc.Channel], monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch bisection off (a failed batch fails every doc in it): the same check must fail."""
 
-    def fail_whole_batch(self: ModelWorker, batch: list[Any], ids: Any, mask: Any, layers: tuple[int, ...]) -> None:
+    def fail_whole_batch(self: ModelWorker, spans: list[Any]) -> None:
         try:
-            self.runner.forward(ids, mask, layers)
+            self.runner.forward(Batch.of([s.ids for s in spans]), ())
         except Exception as exc:
-            for span in batch:
+            for span in spans:
                 self._fail_alone(span, exc, False, 0)
             return
-        original(self, batch, ids, mask, layers)
+        original(self, spans)
 
     original = ModelWorker._attempt
     monkeypatch.setattr(ModelWorker, "_attempt", fail_whole_batch)
@@ -225,12 +234,12 @@ def test_poison_fails_alone_on_minilm(real: ServerThread, ewt_docs: list[dict[st
     calls: list[list[int]] = []
     forward = real.runner.forward
 
-    def faulty(ids: Any, mask: Any, layers: tuple[int, ...]) -> Any:
-        calls.append(ids[:, 1].tolist())
-        hit = (ids == piece).any(1)
+    def faulty(batch: Batch, layers: tuple[int, ...]) -> Any:
+        calls.append(batch.ids[batch.starts[:-1] + 1].tolist())
+        hit = holding(batch, piece)
         if kind == "raise" and bool(hit.any()):
             raise RuntimeError("poisoned batch")
-        hidden, chosen = forward(ids, mask, layers)
+        hidden, chosen = forward(batch, layers)
         if kind == "nan":
             hidden[hit] = float("nan")
         return hidden, chosen

@@ -19,6 +19,7 @@ import torch
 from faultkit import Batches, Doc, DocMaker, channels, embed_call, fake_server, results, rows, stop
 from serving import ServerThread
 from tokvec.v1 import tokvec_pb2 as pb
+from tokvec_server.runners.batch import Batch
 from tokvec_server.settings import Batching, ModelSettings, Settings
 
 OOM_ABOVE = 1500  # padded pieces; a batch of 32 docs x 100 pieces (3200) does not fit
@@ -40,17 +41,17 @@ def kit(server: ServerThread) -> Iterator[Batches]:
 
 
 def arm(server: ServerThread, kind: str, above: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Fail every forward over ``above`` padded pieces; the returned list logs each forward's size."""
+    """Fail every forward over ``above`` pieces; the returned list logs each forward's size."""
     sizes: list[int] = []
     forward = server.runner.forward
     if kind == "hook":
         monkeypatch.setattr(server.runner.faults, "oom_above", above)
 
-    def logged(ids: torch.Tensor, mask: torch.Tensor, layers: tuple[int, ...]) -> Any:
-        sizes.append(ids.numel())
-        if kind == "torch" and ids.numel() > above:
-            raise torch.OutOfMemoryError(f"CUDA out of memory (injected: {ids.numel()} > {above})")
-        return forward(ids, mask, layers)
+    def logged(batch: Batch, layers: tuple[int, ...]) -> Any:
+        sizes.append(len(batch.ids))
+        if kind == "torch" and len(batch.ids) > above:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected: {len(batch.ids)} > {above})")
+        return forward(batch, layers)
 
     monkeypatch.setattr(server.runner, "forward", logged)
     return sizes

@@ -119,10 +119,10 @@ class WorkerDeath(BaseException):
 
 forward = fake.FakeRunner.forward
 
-def dying(self, ids, mask, layers):
-    if bool((ids == self.tokenizer.convert_tokens_to_ids("zebra")).any()):
+def dying(self, batch, layers):
+    if bool((batch.ids == self.tokenizer.convert_tokens_to_ids("zebra")).any()):
         raise WorkerDeath("the model thread dies")
-    return forward(self, ids, mask, layers)
+    return forward(self, batch, layers)
 
 fake.FakeRunner.forward = dying
 from tokvec.cli import main

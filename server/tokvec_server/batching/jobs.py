@@ -1,5 +1,5 @@
 """A doc in flight: its spans go through the model (perhaps in different batches); when the last
-one is back, the doc's piece rows are pooled on the device and copied to host once."""
+one is back, batching/collect.py turns its piece rows into the doc's outputs."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ import numpy as np
 import torch
 
 from tokvec_server.alignment import DocPlan
-from tokvec_server.errors import ModelFailure, TokvecError
-from tokvec_server.pooling import pool
-from tokvec_server.runners.base import TORCH_DTYPES
-from tokvec_server.types import DType, EmbedOptions, Output, Tokens
+from tokvec_server.errors import TokvecError
+from tokvec_server.types import EmbedOptions, Tokens
 
 
 @dataclass
@@ -44,7 +42,10 @@ class DocJob:
     client: str = ""  # who asked (the peer): the scheduler shares batches fairly between clients
     deadline: float = math.inf  # time.monotonic() after which the caller no longer waits
     cancelled: threading.Event = field(default_factory=threading.Event)
-    parts: list[torch.Tensor | None] = field(init=False)
+    # The model's thread may finish a doc while the reaper fails it (its deadline passed).
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Per span: its batch's rows (device memory) and where the span's rows start in them.
+    parts: list[tuple[torch.Tensor, int] | None] = field(init=False)
     layer_parts: list[list[torch.Tensor]] = field(init=False)
     _left: int = field(init=False)
     _delivered: bool = False
@@ -58,9 +59,10 @@ class DocJob:
         now = time.monotonic()
         return [SpanJob(self, i, ids, now) for i, ids in enumerate(self.plan.span_ids)]
 
-    def add(self, index: int, hidden: torch.Tensor, layers: list[torch.Tensor]) -> bool:
-        """Store one span's rows (device tensors); True when the doc has all of them."""
-        self.parts[index] = hidden
+    def add(self, index: int, rows: torch.Tensor, start: int, layers: list[torch.Tensor]) -> bool:
+        """One span is back: its rows are ``rows[start : start + len(span)]``, its chosen hidden
+        layers ``layers``. True when the doc has all of its spans."""
+        self.parts[index] = (rows, start)
         self.layer_parts[index] = layers
         self._left -= 1
         return self._left == 0
@@ -69,19 +71,15 @@ class DocJob:
     def done(self) -> bool:
         return self._delivered or self.cancelled.is_set()
 
-    def fail(self, error: TokvecError) -> None:
-        if not self._delivered:
-            self._delivered = True
-            self.deliver(error)
+    def claim(self) -> bool:
+        """True for the one caller that gets to deliver."""
+        with self._lock:
+            claimed, self._delivered = not self._delivered, True
+            return claimed
 
-    def finish(self, width: int, device: torch.device) -> None:
-        if self._delivered:
-            return
-        self._delivered = True
-        try:
-            self.deliver(_collect(self, width, device))
-        except TokvecError as exc:
-            self.deliver(exc)
+    def fail(self, error: TokvecError) -> None:
+        if self.claim():
+            self.deliver(error)
 
 
 @dataclass(eq=False)
@@ -90,39 +88,3 @@ class SpanJob:
     index: int
     ids: np.ndarray
     queued_at: float
-
-
-def _to_host(rows: torch.Tensor, dtype: DType) -> np.ndarray:
-    # Cast on the device so only the final bytes cross to host (half of them for fp16/bf16).
-    rows = rows.to(TORCH_DTYPES[dtype])
-    if dtype is DType.BFLOAT16:
-        return rows.view(torch.int16).cpu().numpy().view(np.uint16)
-    return rows.cpu().numpy()
-
-
-def _collect(job: DocJob, width: int, device: torch.device) -> DocOutput:
-    plan, options = job.plan, job.options
-    if plan.span_ids:
-        pieces = torch.cat([p for p in job.parts if p is not None])
-    else:
-        pieces = torch.zeros((0, width), device=device)
-    wanted = options.outputs
-    # Every output comes from these rows, special pieces included: a NaN only in the [CLS] row
-    # pools into no token row, yet would reach the caller through the doc vector or the pieces.
-    rows_run = [pieces, *(part for parts in job.layer_parts for part in parts)]
-    if not all(bool(torch.isfinite(r).all()) for r in rows_run):
-        raise ModelFailure("the model produced non-finite values for this doc")
-    tokens = pool(pieces, plan.align_lengths, plan.align_indices, options.pooling)
-    layers = []
-    for k in range(len(job.layers)):
-        layer = torch.cat([parts[k] for parts in job.layer_parts]) if plan.span_ids else pieces
-        layers.append(_to_host(pool(layer, plan.align_lengths, plan.align_indices, options.pooling), options.dtype))
-    doc_vector = pieces.float().mean(0) if len(pieces) else pieces.new_zeros(width, dtype=torch.float32)
-    return DocOutput(
-        doc=job.doc,
-        plan=plan,
-        rows=_to_host(tokens, options.dtype) if Output.TOKENS in wanted else None,
-        layers=layers,
-        pieces=_to_host(pieces, options.dtype) if Output.PIECES in wanted else None,
-        doc_vector=_to_host(doc_vector, options.dtype) if Output.DOC_VECTOR in wanted else None,
-    )

@@ -1,15 +1,21 @@
-"""The span queue shared by every request and stream, packed into batches by a padded-piece budget.
+"""The span queue shared by every request and stream, packed into batches by a piece budget.
 
-Spans are tokenized before they are queued, so the packer knows every length. A batch starts from
-an anchor span and grows over its neighbours in length order (so padding stays small) while
-batch rows x longest row fits ``max_batch_items``. The anchor is the oldest span of the client
-served least recently, so a flooding client cannot starve a light one. The first span waits at
-most ``max_wait_s`` for batch-mates; a full budget goes at once. Spans of cancelled docs, and of
-docs past their deadline or queued too long, leave the queue without reaching the model.
+Spans are tokenized before they are queued, so the packer knows every length. The model's thread
+asks for a batch when it is free, so a batch holds everything that arrived while the model was
+busy, and docs wait here, where a cancel or a deadline frees them at once (R3, R4), never in a
+batch formed ahead. On an idle model the first span waits at most ``max_wait_s`` for batch-mates
+(0 by default: an idle model answers at once); a full budget goes at once.
 
-A consumer may bound how many batches it takes ahead of its model (``limit_ahead``). A batch is
-then formed only when the model has room for it, so docs wait in this queue, not in a prepared
-batch: a cancelled or expired doc is freed here at once, even while the model is busy (R3, R4).
+Two packers, by what a forward costs the runner:
+- ragged (no padding: the batch costs its pieces): clients take turns, the one served least
+  recently first, each with its oldest spans, while the pieces fit ``max_batch_items``. A
+  flooding client cannot push a light one out of the next batch.
+- padded (the batch costs rows x longest row): a batch starts from an anchor span, the oldest of
+  the client served least recently, and grows over its neighbours in length order, so padding
+  stays small, while rows x longest fits ``max_batch_items``.
+
+Spans of cancelled docs, and of docs past their deadline or queued too long, leave the queue
+without reaching the model.
 """
 
 from __future__ import annotations
@@ -49,9 +55,36 @@ def pack(lengths: np.ndarray, budget: int, first: int = 0) -> np.ndarray:
             return np.sort(order[lo : hi + 1])
 
 
+def share(lengths: np.ndarray, clients: list[str], budget: int, rank: dict[str, int]) -> np.ndarray:
+    """Positions (arrival order) of the next ragged batch: clients take turns by ``rank`` (lowest,
+    or never served, first), each with its oldest span, while the pieces fit ``budget``. A client
+    whose next span does not fit is done for this batch. The first span always goes."""
+    queues: dict[str, list[int]] = {}
+    for i, client in enumerate(clients):
+        queues.setdefault(client, []).append(i)
+    turn = sorted(queues, key=lambda c: (rank.get(c, -1), queues[c][0]))
+    taken = dict.fromkeys(turn, 0)
+    chosen: list[int] = []
+    total = 0
+    while turn:
+        still = []
+        for client in turn:
+            i = queues[client][taken[client]]
+            if chosen and total + lengths[i] > budget:
+                continue
+            chosen.append(i)
+            total += int(lengths[i])
+            taken[client] += 1
+            if taken[client] < len(queues[client]):
+                still.append(client)
+        turn = still
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
 class Scheduler:
-    def __init__(self, max_batch_items: int, max_wait_s: float, max_queued_pieces: int, max_queued_docs: int = 1 << 30, max_queue_s: float = math.inf) -> None:
+    def __init__(self, max_batch_items: int, max_wait_s: float, max_queued_pieces: int, max_queued_docs: int = 1 << 30, max_queue_s: float = math.inf, ragged: bool = False) -> None:
         self.max_batch_items = max_batch_items
+        self.ragged = ragged
         self.max_wait_s = max_wait_s
         self.max_queued_pieces = max_queued_pieces
         self.max_queued_docs = max_queued_docs
@@ -60,10 +93,12 @@ class Scheduler:
         self._pending: list[SpanJob] = []  # arrival order
         self._queued_pieces = 0
         self._queued_docs: set[DocJob] = set()
-        self._served: dict[str, int] = {}  # client -> batch count when it was last an anchor
+        self._served: dict[str, int] = {}  # client -> the last batch it had spans in
         self._batches = 0
         self._closed = False
-        self._room = math.inf  # batches the consumer can take now (see limit_ahead)
+        # What makes a scan for dead docs worth its O(queue) cost: a cancel, or the soonest expiry.
+        self._cancelled = False
+        self._soonest_deadline = math.inf
         self.dropped = {"cancelled": 0, "deadline": 0, "queue_timeout": 0, "overloaded": 0}
 
     @property
@@ -84,7 +119,8 @@ class Scheduler:
         spans = [span for job in jobs for span in job.spans()]
         pieces = sum(len(s.ids) for s in spans)
         with self._cond:
-            self._drop_dead()  # cancelled work must not hold places that live callers need
+            if self._queued_pieces + pieces > self.max_queued_pieces or len(self._queued_docs) + len(jobs) > self.max_queued_docs:
+                self._drop_dead(scan=True)  # cancelled work must not hold places that live callers need
             if self._pending and self._queued_pieces + pieces > self.max_queued_pieces:
                 self.dropped["overloaded"] += len(jobs)
                 raise Overloaded(f"queued pieces: {self._queued_pieces + pieces} > max_queued_pieces ({self.max_queued_pieces})")
@@ -94,29 +130,23 @@ class Scheduler:
             self._pending.extend(spans)
             self._queued_pieces += pieces
             self._queued_docs.update(jobs)
-            self._cond.notify()
+            self._soonest_deadline = min([self._soonest_deadline, *(job.deadline for job in jobs)])
+            self._cond.notify_all()
 
-    def limit_ahead(self, n: int) -> None:
-        """The consumer takes at most n batches before it calls ``made_room``."""
-        with self._cond:
-            self._room = n
-            self._cond.notify()
-
-    def made_room(self) -> None:
-        """The consumer started on a batch it took: one more may be formed."""
-        with self._cond:
-            self._room += 1
-            self._cond.notify()
+    def cost(self, lengths: list[int]) -> int:
+        """What a batch of spans of these lengths costs the runner, in pieces."""
+        return sum(lengths) if self.ragged else len(lengths) * max(lengths, default=0)
 
     def count_drop(self, reason: str) -> None:
-        """A doc that the consumer dropped after taking it (a deadline passed in a prepared batch)."""
+        """A doc that the consumer dropped after taking it (its deadline passed before its forward)."""
         with self._cond:
             self.dropped[reason] += 1
 
     def wake(self) -> None:
         """Re-check the queue now (a doc was cancelled)."""
         with self._cond:
-            self._cond.notify()
+            self._cancelled = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """No more batches once the queue is empty; next_batch then returns None."""
@@ -124,8 +154,17 @@ class Scheduler:
             self._closed = True
             self._cond.notify_all()
 
+    def reap(self) -> None:
+        """Until closed, free cancelled and expired docs the moment they are. A thread of its own
+        runs this: the model's thread, busy with a forward, is not in next_batch to do it."""
+        with self._cond:
+            while not self._closed:
+                self._drop_dead()
+                self._cond.wait(self._next_expiry())
+
     def next_batch(self) -> list[SpanJob] | None:
-        """Block until a batch is due; None once closed and drained."""
+        """Block until a batch is due; None once closed and drained. The model's thread calls
+        this when it is free."""
         with self._cond:
             while True:
                 self._drop_dead()
@@ -134,27 +173,31 @@ class Scheduler:
                         return None
                     self._cond.wait(self._next_expiry())
                     continue
-                if self._room < 1:
-                    # The model is busy and a batch already waits for it. Keep the docs here,
-                    # where a cancel or an expiry frees them (this loop wakes for both).
-                    self._cond.wait(self._next_expiry())
-                    continue
                 due = self._pending[0].queued_at + self.max_wait_s - time.monotonic()
                 if due <= 0 or self._closed or self._queued_pieces >= self.max_batch_items:
-                    return self._take()
+                    self._drop_dead(scan=True)  # a batch is O(queue) to form anyway
+                    if self._pending:
+                        return self._take()
+                    continue
                 expiry = self._next_expiry()
                 self._cond.wait(due if expiry is None else min(due, expiry))
 
-    def _next_expiry(self) -> float | None:
-        if not self._pending:
-            return None
-        now = time.monotonic()
-        soonest = min(min(s.job.deadline, s.queued_at + self.max_queue_s) for s in self._pending)
-        return max(0.0, soonest - now) if soonest != math.inf else None
+    def _soonest_expiry(self) -> float:
+        # Spans are in arrival order: the first one has waited longest.
+        return min(self._soonest_deadline, self._pending[0].queued_at + self.max_queue_s) if self._pending else math.inf
 
-    def _drop_dead(self) -> None:
-        """Cancelled docs leave quietly; expired ones are told why. Neither reaches the model."""
+    def _next_expiry(self) -> float | None:
+        """Seconds until the next deadline or queue timeout; None when there is none."""
+        soonest = self._soonest_expiry()
+        return max(0.0, soonest - time.monotonic()) if soonest != math.inf else None
+
+    def _drop_dead(self, scan: bool = False) -> None:
+        """Cancelled docs leave quietly; expired ones are told why. Neither reaches the model.
+        Without a cancel or an expiry due, only ``scan`` looks (for docs that ended elsewhere)."""
         now = time.monotonic()
+        if not (scan or self._cancelled or now >= self._soonest_expiry()):
+            return
+        self._cancelled = False
         dead: dict[DocJob, str] = {}
         for s in self._pending:
             job = s.job
@@ -177,27 +220,31 @@ class Scheduler:
         self._pending = [s for s in self._pending if s.job not in dead]
         self._queued_pieces = sum(len(s.ids) for s in self._pending)
         self._queued_docs.difference_update(dead)
+        self._soonest_deadline = min((s.job.deadline for s in self._pending), default=math.inf)
 
     def _anchor(self) -> int:
         """The oldest span of the client that was served least recently."""
         firsts: dict[str, int] = {}
         for i, s in enumerate(self._pending):
             firsts.setdefault(s.job.client, i)
-        client = min(firsts, key=lambda c: (self._served.get(c, -1), firsts[c]))
-        self._served[client] = self._batches
-        return firsts[client]
+        return firsts[min(firsts, key=lambda c: (self._served.get(c, -1), firsts[c]))]
 
     def _take(self) -> list[SpanJob]:
         self._batches += 1
-        self._room -= 1
         lengths = np.fromiter((len(s.ids) for s in self._pending), dtype=np.int64, count=len(self._pending))
-        chosen = pack(lengths, self.max_batch_items, self._anchor())
+        if self.ragged:
+            chosen = share(lengths, [s.job.client for s in self._pending], self.max_batch_items, self._served)
+        else:
+            chosen = pack(lengths, self.max_batch_items, self._anchor())
+        for i in chosen:
+            self._served[self._pending[i].job.client] = self._batches
         taken = set(chosen.tolist())
         batch = [self._pending[i] for i in chosen]
         self._pending = [s for i, s in enumerate(self._pending) if i not in taken]
         self._queued_pieces -= int(lengths[chosen].sum())
         still = {s.job for s in self._pending}
         self._queued_docs = {j for j in self._queued_docs if j in still}
+        self._soonest_deadline = min((job.deadline for job in still), default=math.inf)
         if len(self._served) > 4096:  # forget clients long gone
             self._served = {c: t for c, t in self._served.items() if t > self._batches - 1024}
         return batch

@@ -1,4 +1,4 @@
-"""What every runner provides: a tokenizer, a forward over padded pieces, and facts about the model."""
+"""What every runner provides: a tokenizer, a forward over a batch of spans, and facts about the model."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
+from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType
 
 # Files that decide what a row means: the weights and everything the tokenizer reads.
@@ -46,9 +46,13 @@ class Runner(Protocol):
     info: ModelInfo
     tokenizer: Any
     device: torch.device
+    # True: a forward costs the batch's pieces (it runs them ragged). False: it pads the batch to
+    # a rectangle, and costs rows x longest. The scheduler packs batches by this cost.
+    ragged: bool
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Last hidden state and the chosen hidden layers. Shape: (batch, length, width) each."""
+    def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Last hidden state and the chosen hidden layers, on the device, in the batch's flat
+        layout. Shape: (n_pieces, width) each."""
         ...
 
 
@@ -65,17 +69,6 @@ def fingerprint(folder: Path, width: int) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return f"{digest.hexdigest()[:16]}-{width}"
-
-
-def pad(span_ids: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad spans into (batch, longest) ids and attention mask."""
-    longest = max(len(ids) for ids in span_ids)
-    ids = np.full((len(span_ids), longest), pad_id, dtype=np.int64)
-    mask = np.zeros((len(span_ids), longest), dtype=np.int64)
-    for row, span in enumerate(span_ids):
-        ids[row, : len(span)] = span
-        mask[row, : len(span)] = 1
-    return ids, mask
 
 
 def resolve_device(device: str) -> torch.device:

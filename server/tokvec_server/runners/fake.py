@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tokvec_server.runners.base import ModelInfo, OutOfMemory, fingerprint
+from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType
 
 
@@ -29,9 +31,9 @@ class Faults:
     delay_s: float = 0.0
     gate: threading.Event = field(default_factory=_open_gate)  # clear() holds every forward
     poison_id: int | None = None  # a batch holding this piece id raises
-    nan_id: int | None = None  # a row holding this piece id comes out NaN
-    oom_above: int | None = None  # a batch of more padded pieces raises OutOfMemory
-    calls: list[list[int]] = field(default_factory=list)  # the first piece after [CLS] of each row, per call
+    nan_id: int | None = None  # a span holding this piece id comes out NaN
+    oom_above: int | None = None  # a batch of more pieces raises OutOfMemory
+    calls: list[list[int]] = field(default_factory=list)  # the first piece after [CLS] of each span, per call
 
 
 class FakeRunner:
@@ -43,22 +45,27 @@ class FakeRunner:
         generator = torch.Generator().manual_seed(0)
         self.table = torch.randn(len(self.tokenizer), width, generator=generator)
         self.faults = Faults()
+        self.ragged = True
         self.info = ModelInfo(name, "fake-" + fingerprint(folder, width), width, 512, n_layers, "fake", "cpu", DType.FLOAT32)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         self.faults.gate.wait()
-        self.faults.calls.append(input_ids[:, 1].tolist())
+        ids = torch.from_numpy(batch.ids)
+        self.faults.calls.append(batch.ids[np.minimum(batch.starts[:-1] + 1, batch.starts[1:] - 1)].tolist())
         if self.faults.delay_s:
             time.sleep(self.faults.delay_s)
         faults = self.faults
-        if faults.oom_above is not None and input_ids.numel() > faults.oom_above:
-            raise OutOfMemory(f"{input_ids.numel()} padded pieces > {faults.oom_above}")
-        if faults.poison_id is not None and bool((input_ids == faults.poison_id).any()):
+        if faults.oom_above is not None and len(batch.ids) > faults.oom_above:
+            raise OutOfMemory(f"{len(batch.ids)} pieces > {faults.oom_above}")
+        if faults.poison_id is not None and bool((ids == faults.poison_id).any()):
             raise RuntimeError("poisoned batch")
-        emb = self.table[input_ids]
-        mask = attention_mask.unsqueeze(-1).to(emb.dtype)
-        context = (emb * mask).sum(1) / mask.sum(1).clamp(min=1)
-        hidden = emb + 0.1 * context.unsqueeze(1)
+        emb = self.table[ids]
+        span = batch.span_index()
+        # A little context: each span's mean embedding, added to its pieces.
+        context = torch.zeros((batch.n_spans, emb.shape[1])).index_add_(0, torch.from_numpy(span), emb)
+        context /= torch.from_numpy(np.maximum(batch.lengths, 1)).unsqueeze(1)
+        hidden = emb + 0.1 * context[torch.from_numpy(span)]
         if faults.nan_id is not None:
-            hidden[(input_ids == faults.nan_id).any(1)] = float("nan")
+            poisoned = np.isin(span, span[batch.ids == faults.nan_id])
+            hidden[torch.from_numpy(poisoned)] = float("nan")
         return hidden, [hidden * (1 + i) for i, _ in enumerate(layers)]

@@ -18,6 +18,7 @@ import torch
 
 from tokvec_server.export.metadata import ExportMeta
 from tokvec_server.runners.base import ModelInfo, StartupError, one_line, resolve_dtype
+from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -158,19 +159,24 @@ class OnnxRunner:
             dtype=wire_dtype,
         )
         self.folder = folder
+        self.ragged = False  # the exported graph takes a padded rectangle and its mask
+        self._pad_id = int(self.tokenizer.pad_token_id or 0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Last hidden state and the chosen hidden states. Shape: (batch, length, width) each."""
+    def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Last hidden state and the chosen hidden states. Shape: (n_pieces, width) each."""
         names = ["last_hidden_state", *(f"hidden_state_{i}" for i in layers)]
+        ids, mask = (torch.from_numpy(a) for a in batch.padded(self._pad_id))
         if self.device.type == "cuda":
-            outs = self._run_bound(input_ids, attention_mask, names)
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            outs = self._run_bound(ids, mask, names)
         else:
             # CPU: ORT fills numpy arrays that torch wraps without a copy.
-            arrays = self.session.run(names, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})
+            arrays = self.session.run(names, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
             outs = [torch.from_numpy(a) for a in arrays]
         if self._cast is not None:
             outs = [o.to(self._cast) for o in outs]
-        return outs[0], outs[1:]
+        flat = [batch.unpad(o, mask) for o in outs]
+        return flat[0], flat[1:]
 
     def _run_bound(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
         """ORT reads the ids from and writes the hidden states into torch's device memory: nothing

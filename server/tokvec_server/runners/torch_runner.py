@@ -6,7 +6,10 @@ from pathlib import Path
 
 import torch
 
+from tokvec_server.runners import ragged
 from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, fingerprint, one_line, resolve_device, resolve_dtype
+from tokvec_server.runners.batch import Batch
+from tokvec_server.threads import one_thread
 
 
 def _max_length(tokenizer: object, config: object) -> int:
@@ -18,6 +21,11 @@ def _max_length(tokenizer: object, config: object) -> int:
 
 class TorchRunner:
     def __init__(self, folder: Path, name: str, device: str, dtype: str) -> None:
+        # The loading thread, and the probe forward it runs, make no OpenMP pool (one_thread says why).
+        with one_thread():
+            self._load(folder, name, device, dtype)
+
+    def _load(self, folder: Path, name: str, device: str, dtype: str) -> None:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -54,8 +62,17 @@ class TorchRunner:
             device=str(self.device),
             dtype=wire_dtype,
         )
+        self.ragged = ragged.enable(self.model, self.tokenizer, self.device)
+        self._pad_id = int(self.tokenizer.pad_token_id or 0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(layers))
-        chosen = [out.hidden_states[i] for i in layers] if layers else []
-        return out.last_hidden_state, chosen
+    def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.ragged:
+            out = ragged.forward(self.model, batch.ids, batch.positions(), batch.starts, self.device, bool(layers))
+            return out.last_hidden_state[0], [out.hidden_states[i][0] for i in layers]
+        ids, mask = (torch.from_numpy(a) for a in batch.padded(self._pad_id))
+        if self.device.type == "cuda":
+            # Pinned host memory: the upload does not wait for the device to be idle.
+            ids, mask = ids.pin_memory(), mask.pin_memory()
+        ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+        out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=bool(layers))
+        return batch.unpad(out.last_hidden_state, mask), [batch.unpad(out.hidden_states[i], mask) for i in layers]

@@ -22,6 +22,7 @@ from tokvec_server import validation
 from tokvec_server.batching.jobs import DocOutput
 from tokvec_server.batching.queue import Scheduler
 from tokvec_server.errors import InvalidInput, TokvecError
+from tokvec_server.outbox import Outbox
 from tokvec_server.settings import Limits, ModelSettings
 from tokvec_server.tok2vec.jobs import Tok2VecJob
 from tokvec_server.tok2vec.runner import Tok2VecRunner
@@ -42,7 +43,8 @@ class Tok2VecEngine:
         self.words = words
         b = model.batching
         # The shared scheduler, with a doc's tokens as its pieces: budgets count tokens here.
-        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000)
+        # spaCy's tok2vec runs docs as they are (ragged): a batch costs its tokens.
+        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000, ragged=True)
         self.worker = Tok2VecWorker(runner, self.scheduler, on_fatal)
         # One thread validates and makes the spaCy Docs: the pipeline's Vocab is not safe to grow
         # from two. It runs beside the model thread, so doc n+1 is made while batch n runs.
@@ -109,7 +111,7 @@ class Tok2VecEngine:
             if isinstance(item, TokvecError):
                 future.set_exception(item)
                 continue
-            job = Tok2VecJob(item[0], item[1], options, _settler(loop, future), client, deadline)
+            job = Tok2VecJob(item[0], item[1], options, Outbox.of(loop).resolver(future), client, deadline)
             future.add_done_callback(functools.partial(self._on_done, job))
             if job.n_tokens:
                 jobs.append(job)
@@ -127,23 +129,3 @@ class Tok2VecEngine:
         if future.cancelled():
             job.cancelled.set()
             self.scheduler.wake()
-
-
-def _settler(loop: asyncio.AbstractEventLoop, future: asyncio.Future[DocOutput]) -> Callable[[Any], None]:
-    """Resolve a future from the model thread; a caller that went away is simply skipped."""
-
-    def settle(result: Any) -> None:
-        if future.done():
-            return
-        if isinstance(result, TokvecError):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-    def deliver(result: Any) -> None:
-        try:
-            loop.call_soon_threadsafe(settle, result)
-        except RuntimeError:  # loop closed: nobody is waiting any more
-            pass
-
-    return deliver

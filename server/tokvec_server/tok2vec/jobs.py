@@ -28,6 +28,8 @@ class Tok2VecJob:
     client: str = ""  # who asked (the peer): the scheduler shares batches fairly between clients
     deadline: float = math.inf  # time.monotonic() after which the caller no longer waits
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The model's thread may settle a doc while the reaper fails it (its deadline passed).
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _delivered: bool = False
 
     @property
@@ -43,8 +45,9 @@ class Tok2VecJob:
         return self._delivered or self.cancelled.is_set()
 
     def settle(self, result: Any) -> None:
-        if not self._delivered:
-            self._delivered = True
+        with self._lock:
+            claimed, self._delivered = not self._delivered, True
+        if claimed:
             self.deliver(result)
 
     def fail(self, error: TokvecError) -> None:

@@ -17,6 +17,7 @@ from tokvec_server.batching.jobs import DocOutput, SpanJob
 from tokvec_server.batching.queue import Scheduler
 from tokvec_server.errors import ModelFailure
 from tokvec_server.tok2vec.jobs import Tok2VecJob
+from tokvec_server.threads import lower_priority
 from tokvec_server.tok2vec.runner import Tok2VecRunner
 from tokvec_server.types import DType, Output
 
@@ -31,26 +32,34 @@ class Tok2VecWorker:
         self.metrics: Any = None  # the tokvec_server.metrics module, once metrics are served
         # The keys the metrics endpoint reads; nothing is padded, so padded == real.
         self.stats = {"batches": 0, "bisections": 0, "oom_splits": 0, "padded_pieces": 0, "real_pieces": 0}
-        self._thread = threading.Thread(target=self._guard, name="tokvec-tok2vec", daemon=True)
+        # The model's thread, and a reaper that frees cancelled and expired docs while it is busy.
+        self._threads = [threading.Thread(target=self._guard, args=(loop,), name=name, daemon=True)
+                         for loop, name in ((self._model_loop, "tokvec-tok2vec"), (scheduler.reap, "tokvec-tok2vec-reaper"))]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(t.is_alive() for t in self._threads)
 
-    def _guard(self) -> None:
+    def _guard(self, loop: Callable[[], None]) -> None:
         try:
-            self.runner.enter_thread()
-            while (batch := self.scheduler.next_batch()) is not None:
-                jobs: list[Tok2VecJob] = [s.job for s in batch]  # type: ignore[misc]
-                self._attempt([job for job in jobs if not job.done], batch)
+            loop()
         except BaseException as exc:  # a dead worker must end the process, never hang callers
             log.exception("tok2vec worker died")
             self.on_fatal(exc)
+
+    def _model_loop(self) -> None:
+        lower_priority()  # the event loop answers first (threads.py)
+        self.runner.enter_thread()
+        while (batch := self.scheduler.next_batch()) is not None:
+            jobs: list[Tok2VecJob] = [s.job for s in batch]  # type: ignore[misc]
+            self._attempt([job for job in jobs if not job.done], batch)
 
     def _attempt(self, jobs: list[Tok2VecJob], spans: list[SpanJob]) -> None:
         if not jobs:
