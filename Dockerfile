@@ -72,11 +72,8 @@ print('torch', torch.__version__, 'CUDA', torch.version.cuda, '| onnxruntime-gpu
 # ---------------------------------------------------------------------------------------------
 # Runtime: no compiler, no pip cache, no source tree; root owns the code, the server cannot write it.
 FROM python-base AS runtime-base
-# MALLOC_ARENA_MAX: glibc's per-thread arenas fragment under many gRPC and torch threads; two
-# keep the server's peak RSS down (bench/ runs the server with the same setting).
 ENV HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    MALLOC_ARENA_MAX=2 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     HOME=/tmp \
     HF_HOME=/tmp/hf

@@ -4,6 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# MALLOC_ARENA_MAX: fewer glibc arenas, a lower peak RSS under many threads (as in the image).
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MALLOC_ARENA_MAX=2
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/tokvec serve "$@"

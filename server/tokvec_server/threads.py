@@ -6,11 +6,16 @@
   and the event loop on one core (tests/reliability/test_r06_health.py): health p99 while
   saturated 27 ms at equal priority, 16 ms with the model at nice +10, the same docs/s.
 - Only the model's thread holds an OpenMP pool (``one_thread``).
+- Two glibc malloc arenas for the whole process (``limit_malloc_arenas``): glibc gives threads
+  arenas of their own, up to 8 per core, and under the gRPC, tokenizer and torch threads those
+  fragment and hold memory (RELIABILITY.md R1: RSS growth over a soak; issue: peak RSS).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import sys
@@ -22,6 +27,22 @@ import torch
 log = logging.getLogger("tokvec.threads")
 
 COMPUTE_NICE = 10
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas, as MALLOC_ARENA_MAX would; call before the server's threads
+    allocate. An explicit MALLOC_ARENA_MAX in the environment wins."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):  # musl has none: nothing to cap
+            libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except OSError:
+        pass
 
 
 def lower_priority() -> None:

@@ -22,6 +22,7 @@ from tokvec_server.rpc.handlers import add_embed_service
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
+from tokvec_server.threads import limit_malloc_arenas
 from tokvec_server.validation import SpacyWords
 
 log = logging.getLogger("tokvec.server")
@@ -214,4 +215,5 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    limit_malloc_arenas()  # before gRPC, the tokenizers and torch start their threads
     return asyncio.run(serve(settings))

@@ -57,12 +57,15 @@ class Recorder:
         self.codes[code] = self.codes.get(code, 0) + 1
 
 
-def load_docs(path: Path, max_words: int, first_word: str) -> list[dict[str, Any]]:
+def load_docs(path: Path, max_words: int, first_word: str, max_chars: int = 0) -> list[dict[str, Any]]:
+    """Each doc cut to ``max_words``; with ``max_chars``, docs whose cut text is longer are left out."""
     docs = []
     with path.open() as f:
         for line in f:
             d = json.loads(line)
             words, spaces = d["words"][:max_words], d["spaces"][:max_words]
+            if max_chars and sum(len(w) + bool(s) for w, s in zip(words, spaces)) > max_chars:
+                continue
             if first_word:
                 words, spaces = [first_word, *words], [True, *spaces]
             docs.append({"words": words, "spaces": spaces})
@@ -221,6 +224,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--count", type=int, default=0, help="docs per stream (0 = until --duration)")
     p.add_argument("--docs", type=Path, required=True, help="JSON lines with words and spaces")
     p.add_argument("--max-words", type=int, default=64, help="cut each doc to this many words")
+    p.add_argument("--max-chars", type=int, default=0, help="leave out docs whose cut text is longer (0: keep all)")
     p.add_argument("--first-word", default="", help="a word put before every doc (to find them in the model's calls)")
     p.add_argument("--spans", default="tokens:128:96")
     p.add_argument("--timeout", type=float, default=60.0, help="unary call timeout")
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each client its own TCP connection (gRPC would otherwise share one between channels to the
     # same target): the server sees as many peers as there are streams.
     _channel.OPTIONS.append(("grpc.use_local_subchannel_pool", 1))
-    docs = load_docs(args.docs, args.max_words, args.first_word)
+    docs = load_docs(args.docs, args.max_words, args.first_word, args.max_chars)
     with args.out.open("w") as out:
         rec = Recorder(out)
         started = time.monotonic()
