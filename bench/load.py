@@ -79,6 +79,19 @@ async def idle_latency(address: str, doc: dict[str, Any], repeats: int) -> list[
     return out
 
 
+def rows_of(address: str, docs: list[dict[str, Any]], per_request: int = 32) -> list[Any]:
+    """Every doc's token rows from the server at ``address``, in order."""
+
+    async def go() -> list[Any]:
+        out: list[Any] = []
+        async with AsyncClient(address, spans=SPANS, pooling="mean", timeout=600) as client:
+            for start in range(0, len(docs), per_request):
+                out += await client.embed(docs[start : start + per_request])
+        return out
+
+    return asyncio.run(go())
+
+
 async def span_lengths(address: str, docs: list[dict[str, Any]], per_request: int = 64) -> list[list[int]]:
     """The server's own pieces per span for each doc (Tokenize RPC), special pieces included."""
     out: list[list[int]] = []

@@ -24,8 +24,8 @@ class ServerProcess:
     this version has one); ready once it says so."""
 
     def __init__(self, *args: str, ready_timeout: float = 300.0) -> None:
-        # The environment scripts/serve.sh and the image give the server (MALLOC_ARENA_MAX included).
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
+        # The environment scripts/serve.sh and the image give the server.
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
         cmd = [sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args]
         if _serve_supports("--metrics-address"):
             cmd += ["--metrics-address", "127.0.0.1:0"]

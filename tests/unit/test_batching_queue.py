@@ -46,23 +46,36 @@ def test_pack_examples() -> None:
     assert pack(np.array([10, 500, 12, 9, 300]), 900, first=4).tolist() == [0, 2, 4]  # 2 x 500 would not fit
 
 
+def test_pack_keeps_a_padding_floor() -> None:
+    lengths = np.array([30, 160, 32, 150, 28, 155])
+    # No floor: everything fits the budget, padded to 160 (efficiency 555 / 960 = 0.58).
+    assert pack(lengths, 4096).tolist() == [0, 1, 2, 3, 4, 5]
+    # A floor of 0.8: the short spans go together, the long ones in the next batch.
+    assert pack(lengths, 4096, first=0, floor=0.8).tolist() == [0, 2, 4]
+    assert pack(lengths, 4096, first=1, floor=0.8).tolist() == [1, 3, 5]
+    assert pack(np.array([10, 500]), 4096, floor=1.0).tolist() == [0]  # the anchor always goes
+
+
 @settings(max_examples=400, deadline=None, database=None)
 @given(lengths=st.lists(st.integers(1, 600), min_size=1, max_size=60), budget=st.integers(1, 5000), data=st.data())
 def test_pack_properties(lengths: list[int], budget: int, data: st.DataObject) -> None:
     arr = np.array(lengths, dtype=np.int64)
     first = data.draw(st.integers(0, len(lengths) - 1))
-    chosen = pack(arr, budget, first)
+    floor = data.draw(st.sampled_from([0.0, 0.5, 0.8, 1.0]))
+    chosen = pack(arr, budget, first, floor)
     assert first in chosen.tolist()
     assert chosen.tolist() == sorted(set(chosen.tolist())) and 0 <= chosen.min() and chosen.max() < len(arr)
     picked, k = arr[chosen], len(chosen)
     if k > 1:
         assert k * picked.max() <= budget
+        assert picked.sum() >= floor * k * picked.max()
     rest = np.delete(arr, chosen)
     # contiguous in length order: nothing left out lies strictly between the batch's shortest and longest
     assert not ((rest > picked.min()) & (rest < picked.max())).any()
-    # greedy: no left-out neighbour would have fitted
+    # greedy: no left-out span would have fitted the budget and the floor
     for length in rest:
-        assert (k + 1) * max(int(picked.max()), int(length)) > budget
+        longest = max(int(picked.max()), int(length))
+        assert (k + 1) * longest > budget or picked.sum() + length < floor * (k + 1) * longest
 
 
 def test_first_span_waits_max_wait_for_batch_mates() -> None:

@@ -11,8 +11,9 @@ Two packers, by what a forward costs the runner:
   recently first, each with its oldest spans, while the pieces fit ``max_batch_items``. A
   flooding client cannot push a light one out of the next batch.
 - padded (the batch costs rows x longest row): a batch starts from an anchor span, the oldest of
-  the client served least recently, and grows over its neighbours in length order, so padding
-  stays small, while rows x longest fits ``max_batch_items``.
+  the client served least recently, and grows over its neighbours in length order while rows x
+  longest fits ``max_batch_items`` and its padding efficiency stays at least
+  ``min_padding_efficiency``: spans too different in length go in the next batch, at once.
 
 Spans of cancelled docs, and of docs past their deadline or queued too long, leave the queue
 without reaching the model.
@@ -30,27 +31,31 @@ from tokvec_server.batching.jobs import DocJob, SpanJob
 from tokvec_server.errors import DeadlineExceeded, Overloaded
 
 
-def pack(lengths: np.ndarray, budget: int, first: int = 0) -> np.ndarray:
-    """Positions (into ``lengths``, arrival order) of the next batch; ``first`` is always in it."""
+def pack(lengths: np.ndarray, budget: int, first: int = 0, floor: float = 0.0) -> np.ndarray:
+    """Positions (into ``lengths``, arrival order) of the next padded batch; ``first`` is always in
+    it. It grows over the anchor's neighbours in length order while rows x longest fits ``budget``
+    and its padding efficiency (real pieces / rows x longest) stays at least ``floor``."""
     order = np.argsort(lengths, kind="stable")
     sorted_lengths = lengths[order]
     anchor = int(np.flatnonzero(order == first)[0])
     lo = hi = anchor
+    real = int(sorted_lengths[anchor])
     n = len(lengths)
+
+    def fits(added: int, longest: int) -> bool:
+        rows = hi - lo + 2
+        return rows * longest <= budget and real + added >= floor * rows * longest
+
     while True:
-        count = hi - lo + 2
+        grow_lo = lo > 0 and fits(int(sorted_lengths[lo - 1]), int(sorted_lengths[hi]))
+        grow_hi = hi < n - 1 and fits(int(sorted_lengths[hi + 1]), int(sorted_lengths[hi + 1]))
         # Grow towards the neighbour whose length is closest to the anchor's.
-        grow_lo = lo > 0 and count * sorted_lengths[hi] <= budget
-        grow_hi = hi < n - 1 and count * sorted_lengths[hi + 1] <= budget
-        if grow_lo and grow_hi:
-            if sorted_lengths[anchor] - sorted_lengths[lo - 1] <= sorted_lengths[hi + 1] - sorted_lengths[anchor]:
-                lo -= 1
-            else:
-                hi += 1
-        elif grow_lo:
+        if grow_lo and (not grow_hi or sorted_lengths[anchor] - sorted_lengths[lo - 1] <= sorted_lengths[hi + 1] - sorted_lengths[anchor]):
             lo -= 1
+            real += int(sorted_lengths[lo])
         elif grow_hi:
             hi += 1
+            real += int(sorted_lengths[hi])
         else:
             return np.sort(order[lo : hi + 1])
 
@@ -82,9 +87,11 @@ def share(lengths: np.ndarray, clients: list[str], budget: int, rank: dict[str, 
 
 
 class Scheduler:
-    def __init__(self, max_batch_items: int, max_wait_s: float, max_queued_pieces: int, max_queued_docs: int = 1 << 30, max_queue_s: float = math.inf, ragged: bool = False) -> None:
+    def __init__(self, max_batch_items: int, max_wait_s: float, max_queued_pieces: int, max_queued_docs: int = 1 << 30, max_queue_s: float = math.inf,
+                 ragged: bool = False, min_padding_efficiency: float = 0.0) -> None:
         self.max_batch_items = max_batch_items
         self.ragged = ragged
+        self.min_padding_efficiency = min_padding_efficiency
         self.max_wait_s = max_wait_s
         self.max_queued_pieces = max_queued_pieces
         self.max_queued_docs = max_queued_docs
@@ -235,7 +242,7 @@ class Scheduler:
         if self.ragged:
             chosen = share(lengths, [s.job.client for s in self._pending], self.max_batch_items, self._served)
         else:
-            chosen = pack(lengths, self.max_batch_items, self._anchor())
+            chosen = pack(lengths, self.max_batch_items, self._anchor(), self.min_padding_efficiency)
         for i in chosen:
             self._served[self._pending[i].job.client] = self._batches
         taken = set(chosen.tolist())

@@ -57,6 +57,7 @@ class ModelWorker:
 
     def _model_loop(self) -> None:
         lower_priority()  # the event loop answers first (threads.py)
+        self.runner.enter_thread()
         # inference_mode is thread-local: it must be entered in the thread that runs the model.
         with torch.inference_mode():
             while (batch := self.scheduler.next_batch()) is not None:

@@ -50,6 +50,10 @@ class Runner(Protocol):
     # a rectangle, and costs rows x longest. The scheduler packs batches by this cost.
     ragged: bool
 
+    def enter_thread(self) -> None:
+        """Called once by the model's thread before its first forward."""
+        ...
+
     def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Last hidden state and the chosen hidden layers, on the device, in the batch's flat
         layout. Shape: (n_pieces, width) each."""

@@ -48,6 +48,9 @@ class FakeRunner:
         self.ragged = True
         self.info = ModelInfo(name, "fake-" + fingerprint(folder, width), width, 512, n_layers, "fake", "cpu", DType.FLOAT32)
 
+    def enter_thread(self) -> None:
+        """Nothing to set up: the fake computes on the calling thread."""
+
     def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         self.faults.gate.wait()
         ids = torch.from_numpy(batch.ids)

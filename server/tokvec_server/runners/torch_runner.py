@@ -65,6 +65,9 @@ class TorchRunner:
         self.ragged = ragged.enable(self.model, self.tokenizer, self.device)
         self._pad_id = int(self.tokenizer.pad_token_id or 0)
 
+    def enter_thread(self) -> None:
+        """The model's thread keeps torch's default threads: all the cores."""
+
     def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.ragged:
             out = ragged.forward(self.model, batch.ids, batch.positions(), batch.starts, self.device, bool(layers))
