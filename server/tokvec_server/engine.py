@@ -94,12 +94,12 @@ class Engine:
     async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf) -> list[asyncio.Future[DocOutput]]:
         """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
 
-        Cancelling a future takes its doc out of the queue before it reaches the model."""
+        Raises Overloaded, before any tokenizing, when the docs would pass the queue's bound: the
+        request is refused as a whole, and a unary call ends with that status at once rather than
+        streaming one refusal per doc. Cancelling a future takes its doc out of the queue before
+        it reaches the model."""
         loop = asyncio.get_running_loop()
-        try:
-            self.scheduler.check_room(len(docs))  # overload is refused in microseconds, before tokenizing
-        except TokvecError as exc:
-            return [_failed(loop, exc) for _ in docs]  # in-band, per doc, like any other refusal
+        self.scheduler.check_room(len(docs), client)
         prepared = await self.plan(docs, options)
         layers = job_layers(options.hidden_layers, self.info.n_layers)
         futures: list[asyncio.Future[DocOutput]] = []
@@ -129,9 +129,3 @@ class Engine:
         if future.cancelled():
             job.cancelled.set()
             self.scheduler.wake()
-
-
-def _failed(loop: asyncio.AbstractEventLoop, exc: TokvecError) -> asyncio.Future[DocOutput]:
-    future: asyncio.Future[DocOutput] = loop.create_future()
-    future.set_exception(exc)
-    return future

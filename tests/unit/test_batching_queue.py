@@ -193,6 +193,20 @@ def test_too_many_queued_docs_names_the_limit() -> None:
     assert scheduler.queued == (2, 2)
 
 
+def test_past_the_doc_bound_a_client_under_its_share_is_still_admitted() -> None:
+    scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=100_000, max_queued_docs=8)
+    scheduler.submit([job(1, client="flood") for _ in range(8)])
+    with pytest.raises(Overloaded, match=r"queued docs: 9 > max_queued_docs \(8\)"):
+        scheduler.check_room(1, "flood")
+    scheduler.check_room(1, "light")  # two clients: a share of 4, and it holds none
+    scheduler.submit([job(1, client="light")])
+    assert str(overloaded(scheduler, [job(1, client="light") for _ in range(4)])) == "queued docs: 13 > max_queued_docs (8)"
+    assert scheduler.queued == (9, 9)
+    batch = scheduler.next_batch()
+    assert batch is not None and len(batch) == 9 and scheduler.queued == (0, 0)
+    scheduler.submit([job(1, client="flood") for _ in range(8)])  # the queue forgot who held what
+
+
 def test_an_oversized_request_is_admitted_into_an_empty_queue() -> None:
     scheduler = Scheduler(max_batch_items=4096, max_wait_s=0.0, max_queued_pieces=1000, max_queued_docs=1)
     scheduler.submit([job(800, 800), job(5)])

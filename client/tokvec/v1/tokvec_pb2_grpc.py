@@ -61,6 +61,8 @@ class EmbedServiceServicer:
 
     def Embed(self, request, context):
         """Embeds a batch of docs; one response per doc (or per chunk of a large doc), in request order.
+        A bad doc fails alone, in its own response; a call the queue has no room for ends at once
+        with RESOURCE_EXHAUSTED naming the limit, before any of its docs is tokenized.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

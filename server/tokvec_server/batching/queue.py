@@ -21,9 +21,12 @@ without reaching the model.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
+
+from typing import Iterable
 
 import numpy as np
 
@@ -61,13 +64,16 @@ def pack(lengths: np.ndarray, budget: int, first: int = 0, floor: float = 0.0) -
 
 
 def share(lengths: np.ndarray, clients: list[str], budget: int, rank: dict[str, int]) -> np.ndarray:
-    """Positions (arrival order) of the next ragged batch: clients take turns by ``rank`` (lowest,
-    or never served, first), each with its oldest span, while the pieces fit ``budget``. A client
-    whose next span does not fit is done for this batch. The first span always goes."""
+    """Positions (into ``lengths``, arrival order) of the next ragged batch, in the order the
+    clients took their turns: by ``rank`` (lowest, or never served, first; then the client with
+    the fewest spans waiting, so a light caller beside a flood goes first), each with its oldest
+    span, while the pieces fit ``budget``. A client whose next span does not fit is done for this
+    batch. The first span always goes. The model hands docs back in this order too, so the client
+    served least recently also hears first."""
     queues: dict[str, list[int]] = {}
     for i, client in enumerate(clients):
         queues.setdefault(client, []).append(i)
-    turn = sorted(queues, key=lambda c: (rank.get(c, -1), queues[c][0]))
+    turn = sorted(queues, key=lambda c: (rank.get(c, -1), len(queues[c]), queues[c][0]))
     taken = dict.fromkeys(turn, 0)
     chosen: list[int] = []
     total = 0
@@ -83,7 +89,7 @@ def share(lengths: np.ndarray, clients: list[str], budget: int, rank: dict[str, 
             if taken[client] < len(queues[client]):
                 still.append(client)
         turn = still
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    return np.asarray(chosen, dtype=np.int64)
 
 
 class Scheduler:
@@ -100,6 +106,7 @@ class Scheduler:
         self._pending: list[SpanJob] = []  # arrival order
         self._queued_pieces = 0
         self._queued_docs: set[DocJob] = set()
+        self._client_docs: collections.Counter[str] = collections.Counter()  # queued docs per client
         self._served: dict[str, int] = {}  # client -> the last batch it had spans in
         self._batches = 0
         self._closed = False
@@ -114,12 +121,30 @@ class Scheduler:
         with self._cond:
             return len(self._queued_docs), self._queued_pieces
 
-    def check_room(self, n_docs: int) -> None:
+    def check_room(self, n_docs: int, client: str = "") -> None:
         """A cheap refusal before any tokenizing, when the docs alone would pass max_queued_docs."""
         with self._cond:
-            if self._queued_docs and len(self._queued_docs) + n_docs > self.max_queued_docs:
-                self.dropped["overloaded"] += n_docs
-                raise Overloaded(f"queued docs: {len(self._queued_docs) + n_docs} > max_queued_docs ({self.max_queued_docs})")
+            self._check_docs(n_docs, client)
+
+    def _check_docs(self, n_docs: int, client: str) -> None:
+        """Past max_queued_docs, a client is refused only once it holds its share of the queue
+        (the bound over the clients with docs queued): a flooding client fills the queue, but a
+        light one is still let in."""
+        total = len(self._queued_docs) + n_docs
+        if not self._queued_docs or total <= self.max_queued_docs:
+            return
+        holders = len(self._client_docs) + (client not in self._client_docs)
+        if self._client_docs[client] + n_docs <= self.max_queued_docs // holders:
+            return
+        self.dropped["overloaded"] += n_docs
+        raise Overloaded(f"queued docs: {total} > max_queued_docs ({self.max_queued_docs})")
+
+    def _forget(self, jobs: Iterable[DocJob]) -> None:
+        """These docs left the queue."""
+        for job in jobs:
+            self._client_docs[job.client] -= 1
+            if self._client_docs[job.client] <= 0:
+                del self._client_docs[job.client]
 
     def submit(self, jobs: list[DocJob]) -> None:
         """Queue every span of these docs, or none of them (RESOURCE_EXHAUSTED naming the limit)."""
@@ -131,12 +156,12 @@ class Scheduler:
             if self._pending and self._queued_pieces + pieces > self.max_queued_pieces:
                 self.dropped["overloaded"] += len(jobs)
                 raise Overloaded(f"queued pieces: {self._queued_pieces + pieces} > max_queued_pieces ({self.max_queued_pieces})")
-            if self._queued_docs and len(self._queued_docs) + len(jobs) > self.max_queued_docs:
-                self.dropped["overloaded"] += len(jobs)
-                raise Overloaded(f"queued docs: {len(self._queued_docs) + len(jobs)} > max_queued_docs ({self.max_queued_docs})")
+            for client, n in collections.Counter(job.client for job in jobs).items():
+                self._check_docs(n, client)
             self._pending.extend(spans)
             self._queued_pieces += pieces
             self._queued_docs.update(jobs)
+            self._client_docs.update(job.client for job in jobs)
             self._soonest_deadline = min([self._soonest_deadline, *(job.deadline for job in jobs)])
             self._cond.notify_all()
 
@@ -227,6 +252,7 @@ class Scheduler:
         self._pending = [s for s in self._pending if s.job not in dead]
         self._queued_pieces = sum(len(s.ids) for s in self._pending)
         self._queued_docs.difference_update(dead)
+        self._forget(dead)
         self._soonest_deadline = min((s.job.deadline for s in self._pending), default=math.inf)
 
     def _anchor(self) -> int:
@@ -250,7 +276,8 @@ class Scheduler:
         self._pending = [s for i, s in enumerate(self._pending) if i not in taken]
         self._queued_pieces -= int(lengths[chosen].sum())
         still = {s.job for s in self._pending}
-        self._queued_docs = {j for j in self._queued_docs if j in still}
+        self._forget(self._queued_docs - still)
+        self._queued_docs &= still
         self._soonest_deadline = min((job.deadline for job in still), default=math.inf)
         if len(self._served) > 4096:  # forget clients long gone
             self._served = {c: t for c, t in self._served.items() if t > self._batches - 1024}
