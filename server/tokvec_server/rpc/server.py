@@ -22,7 +22,7 @@ from tokvec_server.rpc.handlers import add_embed_service
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
-from tokvec_server.threads import limit_malloc_arenas
+from tokvec_server.threads import freeze_startup_objects, limit_malloc_arenas
 from tokvec_server.validation import SpacyWords
 
 log = logging.getLogger("tokvec.server")
@@ -134,6 +134,7 @@ class Server:
             self.say(f"tokvec: metrics on http://{settings.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics")
         if (table := self.vectors.table) is not None:
             self.say(f"tokvec: vectors {table.name} ({table.fingerprint}, {table.mode} mode, {table.n_rows} rows x {table.width}, {table.n_keys} keys) on {self.vectors.device}")
+        freeze_startup_objects()
         self.service.ready = self.vectors.ready = True
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
