@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterator
 
 import grpc
-import numpy as np
 import pytest
 
 import tokvec
@@ -45,22 +44,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server.stop()
 
 
-# Known open (issue 5): the light client's p99 under a flood is about 2.9x its solo p99 (limit 2x)
-# because it waits behind the batch in flight and the one prepared ahead, and admission has no
-# per-client share; rejection p99 sits at the 5 ms line. Every other figure of R2 passes here.
-@pytest.mark.xfail(reason="R2 fairness under flood: light client p99 ~2.9x solo (limit 2x); no per-client admission share yet", strict=False)
-@pytest.mark.parametrize("seconds", [8, pytest.param(60, marks=pytest.mark.slow)])
-def test_overload(server: ServerProcess, tmp_path: Path, seconds: int) -> None:
-    address = server.address
+@dataclass
+class Flood:
+    """One run of 3x saturation beside a light client, and what it measured."""
+
+    figures: str
+    saturation: float
+    goodput: float
+    codes: dict[str, int]
+    rejected: int
+    rejection: str  # the message of a refused call
+    rejection_p99: float
+    health: set[str]
+    solo_p99: float
+    under_flood: Timings  # the light client's calls while the flood ran
+    after: Timings  # and after it
+    flood_end: float
+
+
+@pytest.fixture(scope="module", params=[8, pytest.param(60, marks=pytest.mark.slow)])
+def flood(request: pytest.FixtureRequest, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Flood:
+    seconds: int = request.param
+    address, folder = server.address, tmp_path_factory.mktemp(f"flood{seconds}")
     # The light client alone: its normal latency.
-    solo = Load(address, tmp_path / "solo.tsv", *LIGHT, "--duration", "4")
+    solo = Load(address, folder / "solo.tsv", *LIGHT, "--duration", "4")
     solo.join()
     solo_t = solo.timings()
     assert solo_t.ok.all() and len(solo_t) > 20
     solo_p50, solo_p99 = pct(solo_t.latency, 50), pct(solo_t.latency, 99)
 
     # Saturation: enough calls in flight to keep every batch full, never past the queue bound.
-    sat = Load(address, tmp_path / "sat.tsv", "--mode", "unary", "--streams", "1", "--window", "4", "--batch", "16", "--duration", "5")
+    sat = Load(address, folder / "sat.tsv", "--mode", "unary", "--streams", "1", "--window", "4", "--batch", "16", "--duration", "5")
     sat.join()
     sat_t = sat.timings()
     assert sat_t.ok.all(), sat_t.codes()
@@ -69,9 +83,9 @@ def test_overload(server: ServerProcess, tmp_path: Path, seconds: int) -> None:
     # 3x saturation offered by one flooding client (one connection, calls of 16 docs), with the
     # light client beside it.
     probe = HealthProbe(address, every=0.02)
-    light = Load(address, tmp_path / "light.tsv", *LIGHT, "--duration", str(seconds + 4))
+    light = Load(address, folder / "light.tsv", *LIGHT, "--duration", str(seconds + 4))
     time.sleep(1.0)
-    flood = Load(address, tmp_path / "flood.tsv", "--mode", "unary", "--streams", "1", "--batch", "16", "--rate", str(3 * saturation), "--duration", str(seconds), "--timeout", "30")
+    flood = Load(address, folder / "flood.tsv", "--mode", "unary", "--streams", "1", "--batch", "16", "--rate", str(3 * saturation), "--duration", str(seconds), "--timeout", "30")
     rejection = rejected_message(address)
     flood.join(seconds + 60)
     flood_end = time.monotonic()
@@ -79,44 +93,60 @@ def test_overload(server: ServerProcess, tmp_path: Path, seconds: int) -> None:
     probe.stop()
     flood_t, light_t = flood.timings(), light.timings()
 
-    codes = flood_t.codes()
-    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
     rejected = flood_t.where(flood_t.code == "RESOURCE_EXHAUSTED")
-    assert len(rejected) > 0.3 * len(flood_t), codes  # 3x offered: about 2/3 turned away
-    assert f"max_queued_docs ({MAX_QUEUED_DOCS})" in rejection, rejection
     goodput = flood_t.where(flood_t.ok).throughput(skip=0.1)
     under_flood = light_t.where((light_t.t_sched > flood_t.t_sched.min()) & (light_t.t_sched < flood_end - 0.5))
-    after = light_t.where(light_t.t_sched > flood_end)
-
     figures = (
         f"R2: saturation {saturation:.0f} docs/s; offered {3 * saturation:.0f}; goodput {goodput:.0f} ({goodput / saturation:.0%}); "
         f"rejected {len(rejected)}/{len(flood_t)}, rejection p50 {pct(rejected.service_time, 50) * 1e3:.1f} ms p99 {pct(rejected.service_time, 99) * 1e3:.1f} ms "
         f"(driver lag p99 {pct(flood_t.t_sent - flood_t.t_sched, 99) * 1e3:.1f} ms); "
-        f"light solo p50 {solo_p50 * 1e3:.0f} ms p99 {solo_p99 * 1e3:.0f} ms, under flood p99 {pct(under_flood.latency, 99) * 1e3:.0f} ms, codes {under_flood.codes()}; "
-        f"health p99 {pct(probe.latencies(), 99) * 1e3:.1f} ms {probe.statuses()}"
+        f"light solo p50 {solo_p50 * 1e3:.0f} ms p99 {solo_p99 * 1e3:.0f} ms, under flood p50 {pct(under_flood.latency, 50) * 1e3:.0f} ms "
+        f"p99 {pct(under_flood.latency, 99) * 1e3:.0f} ms, codes {under_flood.codes()}; health p99 {pct(probe.latencies(), 99) * 1e3:.1f} ms {probe.statuses()}"
     )
     print(figures)
-    assert probe.statuses() == {"SERVING"}, figures
-    assert pct(rejected.service_time, 99) <= 0.005, figures
-    assert goodput >= 0.9 * saturation, figures
-    # Not starved: the light client is answered, and about as fast as alone.
-    assert under_flood.ok.all() and len(under_flood) >= 10, figures
-    assert pct(under_flood.latency, 99) <= 2 * solo_p99, figures
+    return Flood(figures, saturation, goodput, flood_t.codes(), len(rejected), rejection, pct(rejected.service_time, 99), probe.statuses(),
+                 solo_p99, under_flood, light_t.where(light_t.t_sched > flood_end), flood_end)
+
+
+def test_overload_is_refused_by_name_while_goodput_health_and_the_light_client_hold(flood: Flood) -> None:
+    figures = flood.figures
+    assert set(flood.codes) <= {"OK", "RESOURCE_EXHAUSTED"}, flood.codes
+    assert flood.rejected > 0.3 * sum(flood.codes.values()), flood.codes  # 3x offered: about 2/3 turned away
+    assert f"max_queued_docs ({MAX_QUEUED_DOCS})" in flood.rejection, flood.rejection
+    assert flood.health == {"SERVING"}, figures
+    assert flood.goodput >= 0.9 * flood.saturation, figures
+    # Not starved: every light call is answered while the flood runs.
+    assert flood.under_flood.ok.all() and len(flood.under_flood) >= 10, figures
     # Back to normal within 2 s of the flood's end: every later light call at most 2x its solo p99.
-    slow = after.t_sched[after.latency > 2 * solo_p99]
-    recovered = (slow.max() - flood_end) if len(slow) else 0.0
+    after = flood.after
+    slow = after.t_sched[after.latency > 2 * flood.solo_p99]
+    recovered = (slow.max() - flood.flood_end) if len(slow) else 0.0
     assert after.ok.all() and recovered <= 2.0, f"{figures}; slow until {recovered:.2f}s after the flood"
 
 
+# Known open (issue 5): both figures sit on their line here, passing in about half the runs.
+# - The light client is closed-loop: its next call arrives a few ms after its batch ends, when the
+#   next batch (the flood's) has just started, so it waits one whole forward of the fixed-time
+#   device and then its own: under flood its calls take 166 ms (solo 88), p99 176-185 ms against a
+#   line of 2x solo p99 = 178. Below 2x needs a second model instance to take it; one is one.
+# - Rejection p50 is 2 ms and p99 4-6 ms on 2 cores shared by the server, two drivers and the probe.
+@pytest.mark.xfail(reason="R2 latency lines: light p99 ~2.0-2.07x solo (limit 2x), rejection p99 4-6 ms (limit 5); on the line on 2 cores", strict=False)
+def test_overload_latency_lines(flood: Flood) -> None:
+    assert flood.rejection_p99 <= 0.005, flood.figures
+    assert pct(flood.under_flood.latency, 99) <= 2 * flood.solo_p99, flood.figures
+
+
 def rejected_message(address: str, timeout: float = 20.0) -> str:
-    """Sends 8-doc calls until one is turned away; its message."""
+    """Sends calls of 64 docs (past a second client's share of the queue) until one is turned away
+    (the whole call, RESOURCE_EXHAUSTED); its message."""
     deadline = time.monotonic() + timeout
     with tokvec.Client(address, timeout=30) as client:
         while time.monotonic() < deadline:
-            for result in client.embed_results([["overload", "probe"]] * 8):
-                if result.error is not None:
-                    assert result.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED, result.error
-                    return result.error.reason
+            try:
+                client.embed_results([["overload", "probe"]] * 64)
+            except tokvec.ServerError as exc:
+                assert exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+                return exc.details
     return ""
 
 
