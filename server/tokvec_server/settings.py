@@ -92,6 +92,9 @@ class Settings:
     # not answer within keepalive_timeout_s, cancelling its calls and queued docs (R12).
     keepalive_s: float = 30.0
     keepalive_timeout_s: float = 10.0
+    # A connection older than this is told to go (GOAWAY), so that clients re-resolve and spread
+    # over new replicas; the calls open on it, a long EmbedStream above all, run on to their end.
+    max_connection_age_s: float = 300.0
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -173,10 +176,11 @@ def check(settings: Settings) -> None:
         raise ValueError("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
     if sec.token_file and not sec.tls_cert and not sec.allow_insecure_token and not is_local(settings.address):
         raise ValueError(f"token_file: bearer tokens over plaintext on {settings.address} (not loopback); serve TLS or set allow_insecure_token")
-    for name in ("drain_s", "grace_s", "keepalive_s", "keepalive_timeout_s"):
+    for name in ("drain_s", "grace_s", "keepalive_s", "keepalive_timeout_s", "max_connection_age_s"):
         value = getattr(settings, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and name.startswith("keepalive")):
-            raise ValueError(f"{name}: {value!r} is not a {'positive' if name.startswith('keepalive') else 'non-negative'} number")
+        positive = name.startswith(("keepalive", "max_connection"))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and positive):
+            raise ValueError(f"{name}: {value!r} is not a {'positive' if positive else 'non-negative'} number")
     names = [m.name for m in settings.models if m.name]
     if len(names) != len(set(names)):
         raise ValueError(f"models: names must differ, got {names}")

@@ -57,6 +57,9 @@ def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int)
     sampler.stop()
     t = soak.timings()
 
+    # Every stream ran the whole soak (a stream cut between two docs leaves no line behind).
+    assert summary["breaks"] == {}, summary["breaks"]
+    assert t.t_sched.max() - t.t_sched.min() >= 0.95 * seconds, "the streams stopped sending before the soak's end"
     # Every doc answered once, in order, with its own rows.
     assert t.accounting(summary["sent_per_conn"]) == {"lost": 0, "duplicated": 0, "reordered": 0}
     assert t.codes() == {"OK": summary["sent"]}

@@ -1,6 +1,6 @@
 """R12 connections: an abusive pinger gets GOAWAY too_many_pings; a frozen peer's connection and
 its queued docs are dropped within 3 s under test keepalive settings; a second server on the same
-port fails to start."""
+port fails to start; a stream outlives its connection's max age."""
 
 from __future__ import annotations
 
@@ -141,3 +141,24 @@ def test_a_second_server_on_the_same_port_fails_to_start(server: ServerThread) -
     for _ in range(5):
         with tokvec.Client(server.address, timeout=10) as client:
             assert client.embed([["mine"]])[0].shape == (1, 384)
+
+
+def test_a_stream_outlives_its_connections_max_age() -> None:
+    """Past max_connection_age the server sends GOAWAY, so new calls go to a new connection (and,
+    behind a balancer, a new replica), but the stream open on the old one runs on to its end."""
+    settings = Settings(models=(ModelSettings(backend="fake"),), max_connection_age_s=0.5)
+    server = ServerThread(settings)
+    try:
+        with tokvec.Client(server.address, timeout=30) as client:
+
+            def paced() -> Iterator[list[str]]:
+                for i in range(16):  # 4 s: eight times the connection's age
+                    time.sleep(0.25)
+                    yield ["still", "here", str(i)]
+
+            rows = [result.rows.shape for result in client.stream(paced(), batch_size=1)]
+            later = client.embed([["a", "new", "call"]])
+    finally:
+        server.stop()
+    assert rows == [(3, 384)] * 16
+    assert later[0].shape == (3, 384)

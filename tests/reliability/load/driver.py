@@ -41,6 +41,7 @@ class Recorder:
         self.sent_per_conn: dict[int, int] = {}
         self.done = 0
         self.codes: dict[str, int] = {}
+        self.breaks: dict[str, int] = {}  # streams that broke, by status: with no doc unanswered they leave no line
 
     def count_sent(self, conn: int, n: int) -> None:
         self.sent += n
@@ -149,6 +150,7 @@ class Driver:
                         backoff = 0.1
                 except tokvec.TokvecError as exc:
                     attempt += 1
+                    self.rec.breaks[exc.code.name] = self.rec.breaks.get(exc.code.name, 0) + 1
                     for seq, (src, t_sched, t_sent) in sorted(pending.items()):
                         self.rec.record(conn, seq, src, t_sched, exc.code.name, None, t_sent)
                     if not args.reconnect or exhausted:
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         asyncio.run(Driver(args, docs, rec).run())
         took = time.monotonic() - started
-    print(json.dumps({"sent": rec.sent, "sent_per_conn": rec.sent_per_conn, "done": rec.done, "codes": rec.codes, "seconds": round(took, 3)}), flush=True)
+    print(json.dumps({"sent": rec.sent, "sent_per_conn": rec.sent_per_conn, "done": rec.done, "codes": rec.codes, "breaks": rec.breaks, "seconds": round(took, 3)}), flush=True)
     return 0
 
 
