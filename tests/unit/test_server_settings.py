@@ -142,3 +142,10 @@ def test_scalar_where_a_table_belongs(tmp_path: Path, text: str) -> None:
 def test_top_level_types_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="grace_s"):
         load_settings(config(tmp_path, 'grace_s = "soon"\n'))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"never"'])
+def test_max_connection_age_must_be_a_positive_number(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ValueError, match=r"max_connection_age_s: .* is not a positive number"):
+        load_settings(config(tmp_path, f"max_connection_age_s = {value}\n"))
+    assert load_settings(config(tmp_path, "max_connection_age_s = 60\n")).max_connection_age_s == 60
