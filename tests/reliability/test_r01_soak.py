@@ -82,7 +82,10 @@ def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int)
         seen.append(idle(server))
         return all(now <= then for now, then in zip(seen[-1], baseline))
 
-    wait_until(back, 10, f"fds, threads and tasks back to {baseline} (last {seen[-1:]})", every=0.2)
+    try:
+        wait_until(back, 10, f"fds, threads and tasks back to {baseline}", every=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen {seen[-1:]}") from None
     after = seen[-1]
     print(f"R1: saturation {sat:.1f} docs/s; {summary['sent']} docs over {streams} streams in {seconds} s at {sat / 2:.1f} docs/s; "
           f"p50 {p50 * 1e3:.0f} ms p99 {p99 * 1e3:.0f} ms ({p99 / p50:.1f}x); RSS {rss_20 / 2**20:.1f} -> {rss_100 / 2**20:.1f} MiB; "
