@@ -124,7 +124,7 @@ def test_overload_is_refused_by_name_while_goodput_health_and_the_light_client_h
     assert after.ok.all() and recovered <= 2.0, f"{figures}; slow until {recovered:.2f}s after the flood"
 
 
-# Known open (issue 5): both figures sit on their line here, passing in about half the runs.
+# Known open (issue 5): both figures sit on their line here; both held in 5 of the 12 runs seen.
 # - The light client is closed-loop: its next call arrives a few ms after its batch ends, when the
 #   next batch (the flood's) has just started, so it waits one whole forward of the fixed-time
 #   device and then its own: under flood its calls take 166 ms (solo 88), p99 176-185 ms against a

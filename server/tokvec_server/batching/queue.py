@@ -25,8 +25,7 @@ import collections
 import math
 import threading
 import time
-
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
