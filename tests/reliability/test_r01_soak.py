@@ -3,7 +3,8 @@ duplicated or reordered responses (and every row is the doc's own: checked again
 p99 <= 4x p50; RSS growth <= 8 MB from 20% to 100% of the run; file descriptors, threads and
 event-loop tasks back to their baseline after the clients leave.
 
-Quick tier: 20 s with 8 streams. Long tier (``pytest -m slow``): 600 s with 32 streams.
+Quick tier: 60 s, as the goal sheet says; a 20 s run let one stall of the shared CI machine (~200 ms,
+a dozen docs) decide its p99. Long tier (``pytest -m slow``): 600 s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import tokvec
-from load import EWT, Load, Sampler, Spawned, gauges, metrics_address, pct, saturation, scrape, serve, wait_until
+from load import EWT, Load, Sampler, Spawned, Timings, gauges, metrics_address, pct, saturation, scrape, serve, wait_until
 from load.driver import load_docs
 from serving import ServerProcess
 
@@ -42,7 +43,14 @@ def idle(server: ServerProcess | Spawned) -> tuple[int, int, int]:
     return g.fds, g.threads, int(scrape(metrics_address(server))["tokvec_event_loop_tasks"])
 
 
-@pytest.mark.parametrize("seconds,streams", [(20, 8), pytest.param(600, 32, marks=[pytest.mark.slow, pytest.mark.timeout(1200)])])
+def timeline(t: Timings) -> str:
+    """Latency p50/max per second of the soak: where a tail came from (a stall, a start, a drift)."""
+    second = (t.t_sched - t.t_sched.min()).astype(int)
+    lat = t.latency * 1e3
+    return " ".join(f"{s}:{np.median(lat[second == s]):.0f}/{lat[second == s].max():.0f}" for s in np.unique(second))
+
+
+@pytest.mark.parametrize("seconds,streams", [(60, 32), pytest.param(600, 32, marks=[pytest.mark.slow, pytest.mark.timeout(1200)])])
 def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int) -> None:
     sat = saturation(server.address, tmp_path / "sat.tsv", 8, streams=8, window=8, args=("--max-words", MAX_WORDS, "--max-chars", MAX_CHARS))
     time.sleep(1.0)  # the saturation clients have gone: this is the idle baseline
@@ -90,7 +98,7 @@ def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int)
     print(f"R1: saturation {sat:.1f} docs/s; {summary['sent']} docs over {streams} streams in {seconds} s at {sat / 2:.1f} docs/s; "
           f"p50 {p50 * 1e3:.0f} ms p99 {p99 * 1e3:.0f} ms ({p99 / p50:.1f}x); RSS {rss_20 / 2**20:.1f} -> {rss_100 / 2**20:.1f} MiB; "
           f"fds/threads/tasks {baseline} -> {after}")
-    assert p99 <= 4 * p50
+    assert p99 <= 4 * p50, f"p99 {p99 * 1e3:.0f} ms > 4x p50 {p50 * 1e3:.0f} ms; second: p50/max ms {timeline(t)}"
     assert rss_100 - rss_20 <= 8e6
 
 
