@@ -39,7 +39,7 @@ class Engine:
         self.specials = Specials.of(runner.tokenizer)
         b = model.batching
         self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000,
-                                   runner.ragged, b.min_padding_efficiency)
+                                   runner.ragged, b.min_padding_efficiency, b.rearrival_ms / 1000)
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
         self.words = words
         # Tokenizing is CPU work: it runs here, never on the event loop.

@@ -115,8 +115,9 @@ def test_overload_is_refused_by_name_while_goodput_health_and_the_light_client_h
     assert f"max_queued_docs ({MAX_QUEUED_DOCS})" in flood.rejection, flood.rejection
     assert flood.health == {"SERVING"}, figures
     assert flood.goodput >= 0.9 * flood.saturation, figures
-    # Not starved: every light call is answered while the flood runs.
+    # Not starved: every light call is answered while the flood runs, its p99 at most 2x solo.
     assert flood.under_flood.ok.all() and len(flood.under_flood) >= 10, figures
+    assert pct(flood.under_flood.latency, 99) <= 2 * flood.solo_p99, figures
     # Back to normal within 2 s of the flood's end: every later light call at most 2x its solo p99.
     after = flood.after
     slow = after.t_sched[after.latency > 2 * flood.solo_p99]
@@ -124,16 +125,12 @@ def test_overload_is_refused_by_name_while_goodput_health_and_the_light_client_h
     assert after.ok.all() and recovered <= 2.0, f"{figures}; slow until {recovered:.2f}s after the flood"
 
 
-# Known open (issue 5): both figures sit on their line here; both held in 5 of the 12 runs seen.
-# - The light client is closed-loop: its next call arrives a few ms after its batch ends, when the
-#   next batch (the flood's) has just started, so it waits one whole forward of the fixed-time
-#   device and then its own: under flood its calls take 166 ms (solo 88), p99 176-185 ms against a
-#   line of 2x solo p99 = 178. Below 2x needs a second model instance to take it; one is one.
-# - Rejection p50 is 2 ms and p99 4-6 ms on 2 cores shared by the server, two drivers and the probe.
-@pytest.mark.xfail(reason="R2 latency lines: light p99 ~2.0-2.07x solo (limit 2x), rejection p99 4-6 ms (limit 5); on the line on 2 cores", strict=False)
-def test_overload_latency_lines(flood: Flood) -> None:
+# Known open (issue 5): rejection p50 is 1.3-1.7 ms, p99 3.8-6.9 ms against a line of 5 ms, on 2
+# cores shared by the server, two drivers and the health probe (under 5 ms in 4 of the 6 runs seen
+# since the light client's line went strict).
+@pytest.mark.xfail(reason="R2 rejection p99 3.8-6.9 ms against 5 ms: on the line on 2 cores", strict=False)
+def test_overload_rejection_latency(flood: Flood) -> None:
     assert flood.rejection_p99 <= 0.005, flood.figures
-    assert pct(flood.under_flood.latency, 99) <= 2 * flood.solo_p99, flood.figures
 
 
 def rejected_message(address: str, timeout: float = 20.0) -> str:

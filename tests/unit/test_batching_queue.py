@@ -220,3 +220,71 @@ def test_cancelled_work_does_not_count_against_admission() -> None:
     gone.cancelled.set()
     scheduler.submit([job(600)])
     assert scheduler.queued == (1, 600)
+
+
+def run_forward(seconds: float) -> None:
+    time.sleep(seconds)  # the model's time on a batch: the anticipation window is a share of it
+
+
+def clients(batch: list[SpanJob] | None) -> list[str]:
+    return [s.job.client for s in batch or []]
+
+
+def later(seconds: float, scheduler: Scheduler, *jobs: DocJob) -> None:
+    threading.Timer(seconds, scheduler.submit, args=(list(jobs),)).start()
+
+
+@pytest.mark.parametrize("rearrival_s", [0.0, 1.0])
+def test_a_closed_loop_client_that_comes_back_quickly_is_waited_for(rearrival_s: float) -> None:
+    """Beside a flood, a light client answered at the end of a batch sends its next doc 10 ms
+    later. Once it has shown it comes back quickly, the next batch waits for it (15% of the
+    200 ms forward at most); with rearrival 0 it misses that batch and waits a whole one more."""
+    scheduler = Scheduler(max_batch_items=1024, max_wait_s=0.0, max_queued_pieces=100_000, ragged=True, rearrival_s=rearrival_s)
+    scheduler.submit([job(512, client="flood") for _ in range(20)])
+    scheduler.submit([job(512, client="light")])
+    assert clients(scheduler.next_batch()) == ["light", "flood"]
+    run_forward(0.2)
+    later(0.01, scheduler, job(512, client="light"))
+    assert clients(scheduler.next_batch()) == ["flood", "flood"]  # not yet known to come back quickly
+    run_forward(0.2)
+    assert clients(scheduler.next_batch()) == ["light", "flood"]
+    run_forward(0.2)
+    light = job(512, client="light")
+    later(0.01, scheduler, light)
+    started = time.monotonic()
+    batch = scheduler.next_batch()
+    if rearrival_s:
+        assert batch is not None and light in {s.job for s in batch}
+        assert 0.005 <= time.monotonic() - started < 0.03 + 0.5
+    else:
+        assert clients(batch) == ["flood", "flood"]
+
+
+def test_a_client_that_came_back_slowly_is_not_waited_for() -> None:
+    scheduler = Scheduler(max_batch_items=1024, max_wait_s=0.0, max_queued_pieces=100_000, ragged=True, rearrival_s=0.005)
+    scheduler.submit([job(512, client="flood") for _ in range(20)])
+    scheduler.submit([job(512, client="stream")])
+    scheduler.next_batch()
+    run_forward(0.2)
+    later(0.05, scheduler, job(512, client="stream"))  # an open-loop stream: its next doc is due later
+    scheduler.next_batch()
+    run_forward(0.2)
+    scheduler.next_batch()  # the stream's doc
+    run_forward(0.2)
+    started = time.monotonic()
+    assert set(clients(scheduler.next_batch())) == {"flood"}
+    assert time.monotonic() - started < 0.004
+
+
+def test_an_expected_client_that_never_comes_back_costs_a_share_of_the_forward_at_most() -> None:
+    scheduler = Scheduler(max_batch_items=1024, max_wait_s=0.0, max_queued_pieces=100_000, ragged=True, rearrival_s=10.0)
+    scheduler.submit([job(512, client="flood") for _ in range(20)])
+    scheduler.submit([job(512, client="light")])
+    scheduler.next_batch()
+    run_forward(0.01)
+    scheduler.submit([job(512, client="light")])  # back before its batch was handed back: quick
+    scheduler.next_batch()
+    run_forward(0.2)
+    started = time.monotonic()
+    assert set(clients(scheduler.next_batch())) == {"flood"}  # it has left
+    assert 0.025 <= time.monotonic() - started < 0.03 + 0.5

@@ -87,6 +87,7 @@ def test_unknown_flag_is_named(group: str) -> None:
     ('[limits]\nmax_docs_per_request = "many"\n', "max_docs_per_request: 'many' is not a non-negative number"),
     ("[[models]]\n[models.batching]\nmax_wait_ms = true\n", "max_wait_ms: True is not a non-negative number"),
     ("[[models]]\n[models.batching]\nmin_padding_efficiency = 1.5\n", "min_padding_efficiency: 1.5 > 1 (a share of the padded pieces)"),
+    ("[[models]]\n[models.batching]\nrearrival_ms = -1\n", "rearrival_ms: -1 is not a non-negative number"),
     ("[[models]]\n[models.batching]\nmax_batch_items = 100\n", "max_batch_items: 100 < 512 (one full-length span)"),
     ("[[models]]\n[[models]]\nbackend = 'tf'\n", f"backend: 'tf' is not one of {', '.join(BACKENDS)}"),
     ("[[models]]\ndtype = 'fp8'\n", "dtype: 'fp8' is not auto, float32, float16 or bfloat16"),

@@ -44,7 +44,7 @@ class Tok2VecEngine:
         b = model.batching
         # The shared scheduler, with a doc's tokens as its pieces: budgets count tokens here.
         # spaCy's tok2vec runs docs as they are (ragged): a batch costs its tokens.
-        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000, ragged=True)
+        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000, ragged=True, rearrival_s=b.rearrival_ms / 1000)
         self.worker = Tok2VecWorker(runner, self.scheduler, on_fatal)
         # One thread validates and makes the spaCy Docs: the pipeline's Vocab is not safe to grow
         # from two. It runs beside the model thread, so doc n+1 is made while batch n runs.
