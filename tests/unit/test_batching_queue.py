@@ -281,6 +281,23 @@ def test_a_client_that_came_back_slowly_is_not_waited_for() -> None:
     assert time.monotonic() - started < 0.015
 
 
+def test_a_quick_client_late_once_is_still_waited_for_and_not_after_two_late_returns() -> None:
+    # The wait is min(30 ms, 15% of 200 ms) = 30 ms; the client comes back 60 ms after its batch.
+    scheduler = beside_a_flood("light", rearrival_s=0.03)
+    run_forward(0.01)
+    scheduler.submit([job(512, client="light")])  # back before its batch was handed back: quick
+    assert clients(scheduler.next_batch()) == ["light", "flood"]
+    for waited in (True, True, False):  # known quick; late once; late twice in a row
+        run_forward(0.2)
+        later(0.06, scheduler, job(512, client="light"))
+        started = time.monotonic()
+        assert set(clients(scheduler.next_batch())) == {"flood"}
+        took = time.monotonic() - started
+        assert took >= 0.025 if waited else took < 0.015, (waited, took)
+        run_forward(0.2)
+        assert clients(scheduler.next_batch()) == ["light", "flood"]
+
+
 def test_an_expected_client_that_never_comes_back_costs_a_share_of_the_forward_at_most() -> None:
     scheduler = beside_a_flood("light", rearrival_s=10.0)
     run_forward(0.01)

@@ -18,10 +18,11 @@ Two packers, by what a forward costs the runner:
 Closed-loop callers (the next doc is sent when the last one is answered) come back a moment after
 their batch is handed back, just after the next batch has started without them: each then waits
 one whole forward beside whoever was queued, and a light caller beside a flood waits two. So a
-client that came back quickly last time, and had nothing else queued, is expected: the next batch
+client that has come back quickly, and had nothing else queued, is expected: the next batch
 waits for it up to ``rearrival_s`` (and never more than ``REARRIVAL_SHARE`` of the batch just run), as an
-anticipatory disk scheduler waits for the process it just served. A client that came back slowly,
-an open-loop stream say, is not waited for; on an idle model with one caller, nobody is.
+anticipatory disk scheduler waits for the process it just served. A client that has not yet come
+back quickly, or came back slowly ``LATE_RETURNS`` times in a row (an open-loop stream, say), is not
+waited for; on an idle model with one caller, nobody is.
 
 Spans of cancelled docs, and of docs past their deadline or queued too long, leave the queue
 without reaching the model.
@@ -102,6 +103,10 @@ def share(lengths: np.ndarray, clients: list[str], budget: int, rank: dict[str, 
 # The most a wait for a closed-loop client may cost, as a share of the batch the model just ran:
 # under R2's flood the light client comes back 2-7.5 ms after its 80 ms batch ends.
 REARRIVAL_SHARE = 0.15
+# Late this many times in a row, a client is no longer waited for. One late return is not enough:
+# a closed-loop caller's gap has a tail (3-8 ms under R2's flood here, now and then 11), and
+# judging it slow at once cost it a second missed batch after each late one.
+LATE_RETURNS = 2
 
 
 class Scheduler:
@@ -123,12 +128,13 @@ class Scheduler:
         self._served: dict[str, int] = {}  # client -> the last batch it had spans in
         self._batches = 0
         # Anticipation: the clients of the last batch with nothing else queued, when they were
-        # answered, whether each came back within rearrival_s last time, and whom the model is
-        # waiting for now, until when.
+        # answered, how many times in a row each came back later than rearrival_s (a client not
+        # yet seen coming back quickly counts as LATE_RETURNS), and whom the model is waiting for
+        # now, until when.
         self._taken_at = 0.0
         self._returning: set[str] = set()
         self._answered_at: dict[str, float] = {}
-        self._quick: dict[str, bool] = {}
+        self._late: dict[str, int] = {}
         self._expected: set[str] = set()
         self._expect_until = 0.0
         self._closed = False
@@ -183,9 +189,10 @@ class Scheduler:
             now = time.monotonic()
             for client in {job.client for job in jobs}:
                 if client in self._returning:  # back before its batch was even handed back
-                    self._quick[client] = True
+                    self._late[client] = 0
                 elif (answered := self._answered_at.pop(client, None)) is not None:
-                    self._quick[client] = now - answered <= self.rearrival_s
+                    late = self._late.get(client, LATE_RETURNS) + 1
+                    self._late[client] = 0 if now - answered <= self.rearrival_s else min(late, LATE_RETURNS)
             self._pending.extend(spans)
             self._queued_pieces += pieces
             self._queued_docs.update(jobs)
@@ -255,7 +262,7 @@ class Scheduler:
         now = time.monotonic()
         for client in self._returning - self._client_docs.keys():
             self._answered_at[client] = now
-        self._expected = {c for c in self._returning if self._quick.get(c)}
+        self._expected = {c for c in self._returning if self._late.get(c, LATE_RETURNS) < LATE_RETURNS}
         self._expect_until = now + min(self.rearrival_s, REARRIVAL_SHARE * (now - self._taken_at))
         self._returning = set()
         if len(self._answered_at) > 4096:  # clients that never came back
@@ -336,5 +343,5 @@ class Scheduler:
         self._returning = {s.job.client for s in batch} - self._client_docs.keys()
         if len(self._served) > 4096:  # forget clients long gone
             self._served = {c: t for c, t in self._served.items() if t > self._batches - 1024}
-            self._quick = {c: q for c, q in self._quick.items() if c in self._served}
+            self._late = {c: n for c, n in self._late.items() if c in self._served}
         return batch
