@@ -35,8 +35,8 @@ class Batching:
     # busy model gathers batch-mates anyway: its next batch is formed when it is free.
     max_wait_ms: float = 0.0
     # How long a busy model's next batch may wait for a closed-loop client of the last batch to
-    # send its next doc (never more than 15% of that batch's time). 0: never waits.
-    rearrival_ms: float = 10.0
+    # send its next doc (never more than 20% of that batch's time). 0: never waits.
+    rearrival_ms: float = 15.0
     # A runner that pads (onnx) gets batches whose real pieces are at least this share of their
     # padded pieces; the spans that would lower it go in the next batch. (On EWT with 8 clients:
     # the onnx service at 0.81x its raw forward without this floor, 0.98x with 0.8.)

@@ -247,7 +247,7 @@ def beside_a_flood(client: str, rearrival_s: float) -> Scheduler:
 @pytest.mark.parametrize("rearrival_s", [0.0, 1.0])
 def test_a_closed_loop_client_that_comes_back_quickly_is_waited_for(rearrival_s: float) -> None:
     """Beside a flood, a light client answered at the end of a batch sends its next doc 10 ms
-    later. Once it has shown it comes back quickly, the next batch waits for it (15% of the
+    later. Once it has shown it comes back quickly, the next batch waits for it (20% of the
     200 ms forward at most); with rearrival 0 it misses that batch and waits a whole one more."""
     scheduler = beside_a_flood("light", rearrival_s)
     run_forward(0.2)
@@ -268,7 +268,7 @@ def test_a_closed_loop_client_that_comes_back_quickly_is_waited_for(rearrival_s:
 
 
 def test_a_client_that_came_back_slowly_is_not_waited_for() -> None:
-    # Waited for, it would hold the batch min(30 ms, 15% of 200 ms) = 30 ms.
+    # Waited for, it would hold the batch min(30 ms, 20% of 200 ms) = 30 ms.
     scheduler = beside_a_flood("stream", rearrival_s=0.03)
     run_forward(0.2)
     later(0.06, scheduler, job(512, client="stream"))  # an open-loop stream: its next doc is due later
@@ -282,7 +282,7 @@ def test_a_client_that_came_back_slowly_is_not_waited_for() -> None:
 
 
 def test_a_quick_client_late_once_is_still_waited_for_and_not_after_two_late_returns() -> None:
-    # The wait is min(30 ms, 15% of 200 ms) = 30 ms; the client comes back 60 ms after its batch.
+    # The wait is min(30 ms, 20% of 200 ms) = 30 ms; the client comes back 60 ms after its batch.
     scheduler = beside_a_flood("light", rearrival_s=0.03)
     run_forward(0.01)
     scheduler.submit([job(512, client="light")])  # back before its batch was handed back: quick
