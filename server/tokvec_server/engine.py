@@ -91,6 +91,10 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prep, self._prepare, docs, options)
 
+    def check_room(self, n_docs: int, client: str = "") -> None:
+        """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""
+        self.scheduler.check_room(n_docs, client)
+
     async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf) -> list[asyncio.Future[DocOutput]]:
         """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
 
@@ -99,7 +103,7 @@ class Engine:
         streaming one refusal per doc. Cancelling a future takes its doc out of the queue before
         it reaches the model."""
         loop = asyncio.get_running_loop()
-        self.scheduler.check_room(len(docs), client)
+        self.check_room(len(docs), client)
         prepared = await self.plan(docs, options)
         layers = job_layers(options.hidden_layers, self.info.n_layers)
         futures: list[asyncio.Future[DocOutput]] = []

@@ -100,8 +100,10 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         options = convert.options(request.options)
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
+        client = context.peer()
+        engine.check_room(len(request.docs), client)  # an overloaded server refuses before reading the docs
         docs = [convert.doc(d) for d in request.docs]
-        futures = await engine.embed(docs, options, context.peer(), _deadline(context))
+        futures = await engine.embed(docs, options, client, _deadline(context))
         try:
             for i, (doc, future) in enumerate(zip(docs, futures)):
                 for msg in await self._result(engine, i, doc, future, options):

@@ -96,11 +96,17 @@ class Tok2VecEngine:
         """The Tokenize RPC: a tok2vec has no wordpieces, so there is nothing to show."""
         raise InvalidInput(f"model: {self.info.name!r} is a spaCy tok2vec: it has no wordpieces to show (one row per token by construction)")
 
+    def check_room(self, n_docs: int, client: str = "") -> None:
+        """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""
+        self.scheduler.check_room(n_docs, client)
+
     async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf) -> list[asyncio.Future[DocOutput]]:
         """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
 
-        Cancelling a future takes its doc out of the queue before it reaches the model."""
+        Raises Overloaded, before any spaCy Doc is made, when the docs would pass the queue's
+        bound. Cancelling a future takes its doc out of the queue before it reaches the model."""
         self.check_options(options)
+        self.check_room(len(docs), client)
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._prep, self._prepare, docs)
         futures: list[asyncio.Future[DocOutput]] = []
