@@ -220,6 +220,7 @@ def test_info_tokenize_and_health(minilm):
         [tok] = client.tokenize([{"words": ["I", "can", "not", "😀"], "spaces": [True, False, True, False]}], spans="doc")
     assert (info.model.name, info.model.width, info.model.max_length, info.model.backend) == ("all-MiniLM-L6-v2", 384, 512, "torch")
     assert info.model.fingerprint.endswith("-384") and info.limits["max_tokens_per_doc"] == 16384
+    assert (info.limits["max_batch_items"], info.limits["rearrival_ms"], info.limits["max_queued_docs"]) == (4096, 15, 20_000)
     assert tok.spans[0].pieces == ["[CLS]", "i", "cannot", "[UNK]", "[SEP]"]
     assert tok.pieces_of(1) == tok.pieces_of(2) == ["cannot"] and tok.pieces_of(3) == ["[UNK]"]
     with grpc.insecure_channel(minilm.address) as channel:

@@ -225,7 +225,7 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ..., width: _Optional[int] = ..., max_length: _Optional[int] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., n_layers: _Optional[int] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_docs_per_request", "max_tokens_per_doc", "max_chars_per_doc", "max_message_bytes", "max_batch_items", "max_wait_ms", "max_in_flight_per_stream")
+    __slots__ = ("max_docs_per_request", "max_tokens_per_doc", "max_chars_per_doc", "max_message_bytes", "max_batch_items", "max_wait_ms", "max_in_flight_per_stream", "rearrival_ms", "max_queued_docs", "max_queued_pieces")
     MAX_DOCS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_PER_DOC_FIELD_NUMBER: _ClassVar[int]
     MAX_CHARS_PER_DOC_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,9 @@ class Limits(_message.Message):
     MAX_BATCH_ITEMS_FIELD_NUMBER: _ClassVar[int]
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_IN_FLIGHT_PER_STREAM_FIELD_NUMBER: _ClassVar[int]
+    REARRIVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_DOCS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_PIECES_FIELD_NUMBER: _ClassVar[int]
     max_docs_per_request: int
     max_tokens_per_doc: int
     max_chars_per_doc: int
@@ -240,7 +243,10 @@ class Limits(_message.Message):
     max_batch_items: int
     max_wait_ms: int
     max_in_flight_per_stream: int
-    def __init__(self, max_docs_per_request: _Optional[int] = ..., max_tokens_per_doc: _Optional[int] = ..., max_chars_per_doc: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_batch_items: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_in_flight_per_stream: _Optional[int] = ...) -> None: ...
+    rearrival_ms: int
+    max_queued_docs: int
+    max_queued_pieces: int
+    def __init__(self, max_docs_per_request: _Optional[int] = ..., max_tokens_per_doc: _Optional[int] = ..., max_chars_per_doc: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_batch_items: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_in_flight_per_stream: _Optional[int] = ..., rearrival_ms: _Optional[int] = ..., max_queued_docs: _Optional[int] = ..., max_queued_pieces: _Optional[int] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
     __slots__ = ("version", "models", "limits")

@@ -160,6 +160,7 @@ def info(models: list[tuple[ModelInfo, Batching]], limits: Limits, version: str)
             max_docs_per_request=limits.max_docs_per_request, max_tokens_per_doc=limits.max_tokens_per_doc,
             max_chars_per_doc=limits.max_chars_per_doc, max_message_bytes=limits.max_message_bytes,
             max_batch_items=batching.max_batch_items, max_wait_ms=int(batching.max_wait_ms),
-            max_in_flight_per_stream=limits.max_in_flight_per_stream,
+            max_in_flight_per_stream=limits.max_in_flight_per_stream, rearrival_ms=int(batching.rearrival_ms),
+            max_queued_docs=batching.max_queued_docs, max_queued_pieces=batching.max_queued_pieces,
         ),
     )
