@@ -21,6 +21,7 @@ from tokvec_server.errors import TokvecError
 from tokvec_server.outbox import Outbox
 from tokvec_server.runners import Runner
 from tokvec_server.settings import Limits, ModelSettings
+from tokvec_server.threads import lower_priority
 from tokvec_server.types import DocInput, EmbedOptions, SpanSpec, Tokens
 
 log = logging.getLogger("tokvec.engine")
@@ -42,8 +43,8 @@ class Engine:
                                    runner.ragged, b.min_padding_efficiency, b.rearrival_ms / 1000)
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
         self.words = words
-        # Tokenizing is CPU work: it runs here, never on the event loop.
-        self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokvec-tokenize")
+        # Tokenizing is CPU work: it runs here, never on the event loop, and below it (threads.py).
+        self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokvec-tokenize", initializer=lower_priority)
 
     def start(self) -> None:
         self.worker.start()

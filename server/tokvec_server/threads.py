@@ -1,10 +1,12 @@
 """How the server's threads share the CPU.
 
-- Compute threads (the model's) run at a lower priority than the event loop, so a health probe,
-  a cancel or a new request is read the moment it arrives instead of after the forward's time
-  slice; the loop needs little CPU, and the model gets all that is left. Measured with the model
-  and the event loop on one core (tests/reliability/test_r06_health.py): health p99 while
-  saturated 27 ms at equal priority, 16 ms with the model at nice +10, the same docs/s.
+- Compute threads (the model's, and the tokenizing pool's) run at a lower priority than the
+  event loop, so a health probe, a cancel or a new request is read the moment it arrives instead
+  of after the forward's time slice; the loop needs little CPU, and the model gets all that is
+  left. Measured with the model and the event loop on one core (tests/reliability/test_r06_health.py):
+  health p99 while saturated 27 ms at equal priority, 16 ms with the model at nice +10, the same
+  docs/s. With the tokenizing threads at nice +10 too, 5 runs alternated with 5 at nice 0 on a
+  slower day of the 2-core machine: p99 17.2-25.0 ms (median 20.4) against 22.0-34.2 (median 24.1).
 - Only the model's thread holds an OpenMP pool (``one_thread``).
 - Two glibc malloc arenas for the whole process (``limit_malloc_arenas``): glibc gives threads
   arenas of their own, up to 8 per core, and under the gRPC, tokenizer and torch threads those
@@ -68,7 +70,7 @@ def lower_priority() -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + COMPUTE_NICE)
     except OSError as exc:  # not fatal: the server is only less responsive under load
-        log.warning("could not lower the model thread's priority: %s", exc)
+        log.warning("could not lower a compute thread's priority: %s", exc)
 
 
 @contextlib.contextmanager

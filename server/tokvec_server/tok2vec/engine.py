@@ -24,6 +24,7 @@ from tokvec_server.batching.queue import Scheduler
 from tokvec_server.errors import InvalidInput, TokvecError
 from tokvec_server.outbox import Outbox
 from tokvec_server.settings import Limits, ModelSettings
+from tokvec_server.threads import lower_priority
 from tokvec_server.tok2vec.jobs import Tok2VecJob
 from tokvec_server.tok2vec.runner import Tok2VecRunner
 from tokvec_server.tok2vec.worker import Tok2VecWorker, collect
@@ -48,7 +49,7 @@ class Tok2VecEngine:
         self.worker = Tok2VecWorker(runner, self.scheduler, on_fatal)
         # One thread validates and makes the spaCy Docs: the pipeline's Vocab is not safe to grow
         # from two. It runs beside the model thread, so doc n+1 is made while batch n runs.
-        self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokvec-tok2vec-docs")
+        self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokvec-tok2vec-docs", initializer=lower_priority)
 
     def start(self) -> None:
         self.worker.start()
