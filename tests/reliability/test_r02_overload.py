@@ -127,7 +127,7 @@ def test_overload_is_refused_by_name_while_goodput_health_and_the_light_client_h
 
 # Known open (issue 5): rejection p50 is 1.3-3.4 ms, p99 3.8-8.7 ms against a line of 5 ms, on 2
 # cores shared by the server, two drivers and the health probe (under 5 ms in 5 of the 12 runs seen
-# one day, in none of ~20 on a slower one). The server's own part is small: handler p50 0.09 ms,
+# one day, at most once in ~25 on a slower one). The server's own part is small: handler p50 0.09 ms,
 # p99 0.2 ms; sending the status p50 0.23, p99 1.6-3.5 ms; the rest is transport and the client.
 @pytest.mark.xfail(reason="R2 rejection p99 3.8-8.7 ms against 5 ms: on the line on 2 cores", strict=False)
 def test_overload_rejection_latency(flood: Flood) -> None:
