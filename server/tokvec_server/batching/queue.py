@@ -191,8 +191,8 @@ class Scheduler:
                 if client in self._returning:  # back before its batch was even handed back
                     self._late[client] = 0
                 elif (answered := self._answered_at.pop(client, None)) is not None:
-                    late = self._late.get(client, LATE_RETURNS) + 1
-                    self._late[client] = 0 if now - answered <= self.rearrival_s else min(late, LATE_RETURNS)
+                    late = 0 if now - answered <= self.rearrival_s else self._late.get(client, LATE_RETURNS) + 1
+                    self._late[client] = min(late, LATE_RETURNS)
             self._pending.extend(spans)
             self._queued_pieces += pieces
             self._queued_docs.update(jobs)
