@@ -25,6 +25,7 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         docs = GaugeMetricFamily("tokvec_queue_docs", "Docs waiting", labels=["model"])
         pieces = GaugeMetricFamily("tokvec_queue_pieces", "Pieces waiting", labels=["model"])
+        admitted = CounterMetricFamily("tokvec_admitted_docs", "Docs taken into the queue (the warmup's among them)", labels=["model"])
         batches = CounterMetricFamily("tokvec_batches", "Model forwards", labels=["model"])
         padding = GaugeMetricFamily("tokvec_padding_efficiency", "Real pieces / padded pieces so far", labels=["model"])
         dropped = CounterMetricFamily("tokvec_dropped_docs", "Docs that left the queue without a forward", labels=["model", "reason"])
@@ -36,6 +37,7 @@ class EngineCollector(Collector):
             stats = engine.worker.stats
             docs.add_metric([name], n_docs)
             pieces.add_metric([name], n_pieces)
+            admitted.add_metric([name], engine.scheduler.admitted)
             batches.add_metric([name], stats["batches"])
             padding.add_metric([name], stats["real_pieces"] / max(stats["padded_pieces"], 1))
             for reason, count in engine.scheduler.dropped.items():
@@ -43,7 +45,7 @@ class EngineCollector(Collector):
             splits.add_metric([name, "oom"], stats["oom_splits"])
             splits.add_metric([name, "error"], stats["bisections"])
             budget.add_metric([name], engine.scheduler.max_batch_items)
-        yield from (docs, pieces, batches, padding, dropped, splits, budget)
+        yield from (docs, pieces, admitted, batches, padding, dropped, splits, budget)
         if self.loop is not None:
             # One task per call in flight (and per stream reader): a count that does not come back
             # to its idle value after clients leave is a leak (RELIABILITY.md R1, R13).

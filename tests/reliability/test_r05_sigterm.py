@@ -3,7 +3,10 @@ admitted docs answered; new work UNAVAILABLE after the drain delay (and still ta
 exit 0 within grace + 1 s, even with a client that never reads; a second signal exits within 1 s.
 
 The server is a subprocess (signals are the point) on the fake model made slow with
-``fake_delay_ms``, so that the 1,024 docs are still in flight when the signal lands."""
+``fake_delay_ms``, so that the 1,024 docs are still in flight when the signal lands. The signal
+waits until the server's own count says it has read all 1,024: a doc still in the socket when the
+drain ends is new work, rightly refused, and no test of admitted work. The never-reading client
+has a model of its own so that its docs stay out of that count."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import grpc
 
 import tokvec
-from load import HealthProbe, Load, tokvec_serve, wait_until, write_config
+from load import HealthProbe, Load, metrics_address, scrape, tokvec_serve, wait_until, write_config
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 
@@ -24,11 +27,17 @@ DRAIN_S, GRACE_S = 1.0, 4.0
 CONFIG = f"""
 drain_s = {DRAIN_S}
 grace_s = {GRACE_S}
+metrics_address = "127.0.0.1:0"
 [[models]]
+name = "main"
 backend = "fake"
-fake_delay_ms = 50
+fake_delay_ms = 100
 [models.batching]
 max_batch_items = 1024
+[[models]]
+name = "never"
+backend = "fake"
+fake_delay_ms = 50
 """
 DOC = {"words": ["late", "comer"], "spaces": [True, False]}
 
@@ -56,7 +65,7 @@ class NeverReads(threading.Thread):
         async def main() -> None:
             async with grpc.aio.insecure_channel(self.address) as channel:
                 call = pb_grpc.EmbedServiceStub(channel).EmbedStream()  # type: ignore[no-untyped-call]
-                request = pb.EmbedStreamRequest(docs=[pb.Doc(words=["never", "reads"] * 32, spaces=[True] * 64)] * 16)
+                request = pb.EmbedStreamRequest(options=pb.EmbedOptions(model="never"), docs=[pb.Doc(words=["never", "reads"] * 32, spaces=[True] * 64)] * 16)
                 try:
                     while not self.stop.is_set():
                         await asyncio.wait_for(call.write(request), 0.5)
@@ -70,14 +79,20 @@ class NeverReads(threading.Thread):
         asyncio.run(main())
 
 
+def admitted(metrics: str) -> int:
+    return int(scrape(metrics).get('tokvec_admitted_docs_total{model="main"}', 0))
+
+
 def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
     server = tokvec_serve("--config", write_config(tmp_path / "tokvec.toml", CONFIG))
+    metrics = metrics_address(server)
+    warmup = admitted(metrics)
     never = NeverReads(server.address)
-    load = Load(server.address, tmp_path / "load.tsv", "--mode", "stream", "--streams", "16", "--count", "64", "--window", "64", "--max-words", "16", "--duration", "60")
+    load = Load(server.address, tmp_path / "load.tsv", "--mode", "stream", "--streams", "16", "--count", "64", "--window", "64", "--batch", "16", "--max-words", "16", "--duration", "60")
     try:
         load.wait_for("driver: sent", 30)
         wait_until(lambda: never.written > 0, 10, "the never-reading client to send")
-        time.sleep(0.3)  # the server has read every stream's docs
+        wait_until(lambda: admitted(metrics) - warmup == 16 * 64, 20, "the server to read every stream's docs", every=0.05)
         probe = HealthProbe(server.address, every=0.005)
         time.sleep(0.2)
         server.proc.send_signal(signal.SIGTERM)
@@ -94,12 +109,15 @@ def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
         load.kill()
         server.stop()
     t = load.timings()
+    in_flight = int((t.t_done > signalled).sum())
     flipped = probe.first("NOT_SERVING")
-    print(f"R5: NOT_SERVING {((flipped or 0) - signalled) * 1e3:.0f} ms after SIGTERM; {t.codes()} of {summary['sent']} docs; "
+    print(f"R5: NOT_SERVING {((flipped or 0) - signalled) * 1e3:.0f} ms after SIGTERM; {t.codes()} of {summary['sent']} docs, {in_flight} in flight at the signal, "
+          f"the last answered {t.t_done.max() - signalled:.2f}s after it; "
           f"new work during drain {during_drain}, after {after_drain}; exit {code} after {exited:.2f}s "
           f"(drain {DRAIN_S}s + grace {GRACE_S}s); never-reader got {never.written} docs in")
     assert flipped is not None and flipped - signalled <= 0.100
     assert summary["sent"] == 16 * 64 and t.codes() == {"OK": 16 * 64}
+    assert in_flight >= 16 * 64 // 2  # the drain had work to finish
     assert t.accounting(summary["sent_per_conn"]) == {"lost": 0, "duplicated": 0, "reordered": 0}
     assert during_drain == "OK" and after_drain == "UNAVAILABLE"
     assert code == 0 and exited <= DRAIN_S + GRACE_S + 1.0

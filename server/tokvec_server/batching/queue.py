@@ -142,6 +142,7 @@ class Scheduler:
         self._cancelled = False
         self._soonest_deadline = math.inf
         self.dropped = {"cancelled": 0, "deadline": 0, "queue_timeout": 0, "overloaded": 0}
+        self.admitted = 0  # docs ever taken into the queue
 
     @property
     def queued(self) -> tuple[int, int]:
@@ -196,6 +197,7 @@ class Scheduler:
             self._pending.extend(spans)
             self._queued_pieces += pieces
             self._queued_docs.update(jobs)
+            self.admitted += len(jobs)
             self._client_docs.update(job.client for job in jobs)
             self._soonest_deadline = min([self._soonest_deadline, *(job.deadline for job in jobs)])
             self._cond.notify_all()
