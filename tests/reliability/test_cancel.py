@@ -13,7 +13,6 @@ batches without the cancelled docs, and everything is checked.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 

@@ -140,10 +140,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: f
 class Load:
     """A running load driver (driver.py) on the driver core. ``join()`` returns its summary."""
 
-    def __init__(self, address: str, out: Path, *args: str, cpus: set[int] | None = None, start_timeout: float = 60.0) -> None:
+    def __init__(self, address: str, out: Path, *args: str, cpus: set[int] | None = None, nice: int = 0, start_timeout: float = 60.0) -> None:
         self.out = out
         cores = ",".join(str(c) for c in sorted(cpus or split_cpus()[1]))
-        cmd = ["taskset", "-c", cores, sys.executable, str(DRIVER), "--address", address, "--docs", str(EWT), "--out", str(out), *args]
+        cmd = ["nice", "-n", str(nice), "taskset", "-c", cores, sys.executable, str(DRIVER), "--address", address, "--docs", str(EWT), "--out", str(out), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._seen = threading.Condition()
