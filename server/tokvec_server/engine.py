@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from tokvec_server import validation
 from tokvec_server.alignment import DocPlan, Specials, plan_docs
@@ -42,6 +42,7 @@ class Engine:
         self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000,
                                    runner.ragged, b.min_padding_efficiency, b.rearrival_ms / 1000)
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
+        self.metrics: Any = None  # the tokvec_server.metrics module, once metrics are served
         self.words = words
         # Tokenizing is CPU work: it runs here, never on the event loop, and below it (threads.py).
         self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokvec-tokenize", initializer=lower_priority)
@@ -90,7 +91,11 @@ class Engine:
         """Validate and tokenize in the prep pool: per doc, its tokens and plan, or its error."""
         self.check_options(options)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._prep, self._prepare, docs, options)
+        started = time.perf_counter()
+        prepared = await loop.run_in_executor(self._prep, self._prepare, docs, options)
+        if self.metrics is not None:  # the stage as a call sees it: a wait for a prep thread counts
+            self.metrics.PREP.labels(self.info.name).observe(time.perf_counter() - started)
+        return prepared
 
     def check_room(self, n_docs: int, client: str = "") -> None:
         """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Iterator
 
-from prometheus_client import Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tokvec_server.engine import Engine
 
-# Observed by the model worker (seconds). Labels: model.
+# Observed by the prep pool and the model worker (seconds). Labels: model.
+PREP = Histogram("tokvec_prep_seconds", "Validating and tokenizing one call's docs", ["model"])
 QUEUE_WAIT = Histogram("tokvec_queue_wait_seconds", "Time a span waited in the queue", ["model"])
 FORWARD = Histogram("tokvec_forward_seconds", "Model forward time per batch", ["model"])
 BATCH_SPANS = Histogram("tokvec_batch_spans", "Spans per batch", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+# Counted whether or not /metrics is served (an increment is cheap). Labels: the status code name;
+# a call refused as a whole counts once, a doc answered with an error in-band counts once.
+REFUSED = Counter("tokvec_refused", "Calls and docs answered with an error status", ["code"])
 
 
 class EngineCollector(Collector):
@@ -62,6 +66,6 @@ def serve_metrics(address: str, engines: list[Engine], loop: asyncio.AbstractEve
     host, port = address.rsplit(":", 1)
     REGISTRY.register(EngineCollector(engines, loop))
     for engine in engines:
-        engine.worker.metrics = module
+        engine.metrics = engine.worker.metrics = module
     server, _thread = start_http_server(int(port), addr=host.strip("[]"))
     return int(server.server_port)

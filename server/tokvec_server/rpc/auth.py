@@ -8,6 +8,8 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
+from tokvec_server.metrics import REFUSED
+
 EXEMPT = ("/grpc.health.v1.Health/",)
 
 
@@ -21,6 +23,7 @@ def read_tokens(path: Path) -> list[bytes]:
 
 def _deny(code: grpc.StatusCode, message: str) -> Callable[..., Awaitable[Any]]:
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        REFUSED.labels(code.name).inc()
         await context.abort(code, message)
 
     return deny

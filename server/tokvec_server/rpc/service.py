@@ -17,6 +17,7 @@ from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 from tokvec_server import __version__, validation
 from tokvec_server.engine import Engine
 from tokvec_server.errors import InvalidInput, NotReady, TokvecError
+from tokvec_server.metrics import REFUSED
 from tokvec_server.rpc import convert
 from tokvec_server.rpc.handlers import Malformed
 from tokvec_server.settings import Limits
@@ -39,6 +40,7 @@ def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         try:
             return await method(self, request, context)
         except TokvecError as exc:
+            REFUSED.labels(exc.code.name).inc()
             await context.abort(exc.code, str(exc))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -56,6 +58,7 @@ def _streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIt
             async for item in method(self, request, context):
                 yield item
         except TokvecError as exc:
+            REFUSED.labels(exc.code.name).inc()
             await context.abort(exc.code, str(exc))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -116,6 +119,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         try:
             out = await future
         except TokvecError as exc:
+            REFUSED.labels(exc.code.name).inc()
             return [convert.error(index, doc.id, exc)]
         return list(convert.results(index, out, engine.info.fingerprint, options.dtype))
 
@@ -131,7 +135,10 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             while (item := await ordered.get()) is not None:
                 index, doc, future, engine, options = item
                 if isinstance(future, TokvecError) or engine is None:
-                    msgs = [convert.error(index, doc.id, future)] if isinstance(future, TokvecError) else []
+                    msgs = []
+                    if isinstance(future, TokvecError):
+                        REFUSED.labels(future.code.name).inc()
+                        msgs = [convert.error(index, doc.id, future)]
                 else:
                     msgs = await self._result(engine, index, doc, future, options)
                 for msg in msgs:
@@ -192,6 +199,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         response = pb.TokenizeResponse()
         for i, item in enumerate(await engine.plan(docs, options)):
             if isinstance(item, TokvecError):
+                REFUSED.labels(item.code.name).inc()
                 response.docs.append(pb.TokenizedDoc(id=docs[i].id, error=pb.Error(code=item.code.value[0], message=str(item))))
             else:
                 response.docs.append(convert.tokenized(item[0], item[1], engine.runner.tokenizer))

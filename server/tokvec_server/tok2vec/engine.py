@@ -47,6 +47,7 @@ class Tok2VecEngine:
         # spaCy's tok2vec runs docs as they are (ragged): a batch costs its tokens.
         self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000, ragged=True, rearrival_s=b.rearrival_ms / 1000)
         self.worker = Tok2VecWorker(runner, self.scheduler, on_fatal)
+        self.metrics: Any = None  # the tokvec_server.metrics module, once metrics are served
         # One thread validates and makes the spaCy Docs: the pipeline's Vocab is not safe to grow
         # from two. It runs beside the model thread, so doc n+1 is made while batch n runs.
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokvec-tok2vec-docs", initializer=lower_priority)
@@ -109,7 +110,10 @@ class Tok2VecEngine:
         self.check_options(options)
         self.check_room(len(docs), client)
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         prepared = await loop.run_in_executor(self._prep, self._prepare, docs)
+        if self.metrics is not None:
+            self.metrics.PREP.labels(self.info.name).observe(time.perf_counter() - started)
         futures: list[asyncio.Future[DocOutput]] = []
         jobs: list[Tok2VecJob] = []
         for item in prepared:
