@@ -87,6 +87,7 @@ class Settings:
     security: Security = Security()
     reflection: bool = False
     metrics_address: str = ""  # HOST:PORT for the Prometheus endpoint; "" = off
+    log_format: str = "text"  # text | json (one object per line: logs.py)
     # SIGTERM: readiness flips at once; new work is still taken for drain_s (load balancers catch
     # up), then refused UNAVAILABLE; admitted work has grace_s more to finish.
     drain_s: float = 0.0
@@ -184,6 +185,8 @@ def check(settings: Settings) -> None:
         positive = name.startswith(("keepalive", "max_connection"))
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and positive):
             raise ValueError(f"{name}: {value!r} is not a {'positive' if positive else 'non-negative'} number")
+    if settings.log_format not in ("text", "json"):
+        raise ValueError(f"log_format: {settings.log_format!r} is not text or json")
     names = [m.name for m in settings.models if m.name]
     if len(names) != len(set(names)):
         raise ValueError(f"models: names must differ, got {names}")

@@ -95,6 +95,7 @@ def test_unknown_flag_is_named(group: str) -> None:
     ("[[models]]\nquantize = 'int4'\n", "quantize: 'int4' is not int8"),
     ("[[models]]\nname = 'a'\n[[models]]\nname = 'a'\n", "models: names must differ, got ['a', 'a']"),
     ("models = []\n", "tokvec.toml.models: a non-empty list of [[models]] tables"),
+    ("log_format = 'xml'\n", "log_format: 'xml' is not text or json"),
 ])
 def test_bad_value_is_named(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ValueError) as info:

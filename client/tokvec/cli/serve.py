@@ -23,6 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--tls-client-ca", help="PEM CA: require client certificates (mutual TLS)")
     p.add_argument("--allow-insecure-token", action="store_true", default=None, help="allow tokens over plaintext off loopback")
     p.add_argument("--metrics-address", help="HOST:PORT for a Prometheus /metrics endpoint")
+    p.add_argument("--log-format", choices=["text", "json"], help="text (default) | json: one JSON object per log line")
     p.add_argument("--reflection", action="store_true", default=None, help="enable gRPC server reflection")
     p.set_defaults(run=run)
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(
             args.config,
-            server={"address": args.address, "metrics_address": args.metrics_address, "reflection": args.reflection, "vectors": args.vectors},
+            server={"address": args.address, "metrics_address": args.metrics_address, "reflection": args.reflection, "vectors": args.vectors,
+                    "log_format": args.log_format},
             security={"token_file": args.token_file, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                       "tls_client_ca": args.tls_client_ca, "allow_insecure_token": args.allow_insecure_token},
             model={"path": args.model, "device": args.device, "dtype": args.dtype, "backend": args.backend, "quantize": args.quantize},

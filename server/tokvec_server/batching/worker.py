@@ -130,7 +130,7 @@ class ModelWorker:
             span.job.fail(Overloaded(f"a span of {pieces} pieces does not fit in device memory"))
             return
         error_id = uuid.uuid4().hex[:12]
-        log.error("forward failed for doc %r alone (error id %s)", span.job.doc.id[:64], error_id, exc_info=exc)
+        log.error("forward failed for doc %r alone (error id %s)", span.job.doc.id[:64], error_id, exc_info=exc, extra={"error_id": error_id})
         span.job.fail(ModelFailure(f"model failure (error id {error_id})"))
 
 

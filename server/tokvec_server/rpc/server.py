@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tokvec.v1 import tokvec_pb2
+from tokvec_server import logs
 from tokvec_server.engine import Engine
 from tokvec_server.rpc.auth import TokenAuth, read_tokens
 from tokvec_server.rpc.handlers import add_embed_service
@@ -205,17 +206,19 @@ class Server:
 
 
 async def serve(settings: Settings) -> int:
-    server = Server(settings)
+    # The startup and shutdown lines: plain for a terminal, log records when logs are JSON.
+    say = print if settings.log_format == "text" else logging.getLogger("tokvec").info
+    server = Server(settings, say)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
     await server.start()
     code = await server.wait()
-    print("tokvec: stopped", file=sys.stderr)
+    say("tokvec: stopped")
     return code
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logs.configure(settings.log_format)
     limit_malloc_arenas()  # before gRPC, the tokenizers and torch start their threads
     return asyncio.run(serve(settings))

@@ -75,7 +75,7 @@ class Tok2VecWorker:
                 self._attempt(jobs[half:], [])
                 return
             error_id = uuid.uuid4().hex[:12]
-            log.error("tok2vec forward failed for doc %r alone (error id %s)", jobs[0].tokens.id[:64], error_id, exc_info=exc)
+            log.error("tok2vec forward failed for doc %r alone (error id %s)", jobs[0].tokens.id[:64], error_id, exc_info=exc, extra={"error_id": error_id})
             jobs[0].fail(ModelFailure(f"model failure (error id {error_id})"))
             return
         tokens = sum(job.n_tokens for job in jobs)

@@ -43,7 +43,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(exc, TokvecError):
             await context.abort(exc.code, str(exc))
         error_id = uuid.uuid4().hex[:12]
-        log.error("unexpected error %s", error_id, exc_info=exc)
+        log.error("unexpected error %s", error_id, exc_info=exc, extra={"error_id": error_id})
         await context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})")
 
     if method.__name__ == "Lookup":

@@ -81,7 +81,7 @@ class Spawned:
                 with self._seen:
                     self.lines.append(line)
                     self.times.append(time.monotonic())
-                    if m := re.search(r"listening on (\S+)", line):
+                    if m := re.search(r"listening on ([^\s\"]+)", line):
                         self.address = m.group(1)
                     self._seen.notify_all()
 
