@@ -92,7 +92,7 @@ def test_server_killed_and_restarted_under_load(tmp_path: Path) -> None:
     # restart, so it may finish after later calls. Exactly once is what R13 asks of them.
     unary_accounting = u.accounting(unary_summary["sent_per_conn"])
     assert (unary_accounting["lost"], unary_accounting["duplicated"]) == (0, 0), unary_accounting
-    assert set(s.codes()) <= {"OK", "UNAVAILABLE"} and set(u.codes()) <= {"OK", "UNAVAILABLE"}
+    assert set(s.codes()) <= {"OK", "UNAVAILABLE"} and set(u.codes()) <= {"OK", "UNAVAILABLE"}, "".join(streams.lines + unary.lines)
     assert len(s) == stream_summary["sent"] and len(u) == unary_summary["sent"]
     # Every stream reconnected (with backoff) and was answered again after the restart.
     after = s.where(s.ok & (s.t_sched > restarted))

@@ -151,6 +151,8 @@ class Driver:
                 except tokvec.TokvecError as exc:
                     attempt += 1
                     self.rec.breaks[exc.code.name] = self.rec.breaks.get(exc.code.name, 0) + 1
+                    if exc.code.name != "UNAVAILABLE":  # the expected break; any other is worth its words
+                        print(f"driver: stream {conn} broke: {exc.code.name}: {exc}", flush=True)
                     for seq, (src, t_sched, t_sent) in sorted(pending.items()):
                         self.rec.record(conn, seq, src, t_sched, exc.code.name, None, t_sent)
                     if not args.reconnect or exhausted:
