@@ -68,6 +68,12 @@ def _streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIt
     return wrapper
 
 
+def _refused(index: int, doc_id: str, exc: TokvecError) -> pb.DocResult:
+    """A doc answered with its error in-band, counted by status."""
+    REFUSED.labels(exc.code.name).inc()
+    return convert.error(index, doc_id, exc)
+
+
 def _parsed(request: T | Malformed) -> T:
     if isinstance(request, Malformed):
         raise request.error
@@ -119,8 +125,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         try:
             out = await future
         except TokvecError as exc:
-            REFUSED.labels(exc.code.name).inc()
-            return [convert.error(index, doc.id, exc)]
+            return [_refused(index, doc.id, exc)]
         return list(convert.results(index, out, engine.info.fingerprint, options.dtype))
 
     @_streaming
@@ -135,10 +140,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             while (item := await ordered.get()) is not None:
                 index, doc, future, engine, options = item
                 if isinstance(future, TokvecError) or engine is None:
-                    msgs = []
-                    if isinstance(future, TokvecError):
-                        REFUSED.labels(future.code.name).inc()
-                        msgs = [convert.error(index, doc.id, future)]
+                    msgs = [_refused(index, doc.id, future)] if isinstance(future, TokvecError) else []
                 else:
                     msgs = await self._result(engine, index, doc, future, options)
                 for msg in msgs:
