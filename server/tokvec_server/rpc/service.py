@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 def _internal(context: grpc.aio.ServicerContext, exc: BaseException) -> Awaitable[None]:
     # The traceback stays in the server log; the caller gets an id to quote.
+    REFUSED.labels(grpc.StatusCode.INTERNAL.name).inc()
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error %s", error_id, exc_info=exc, extra={"error_id": error_id})
     return context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})")

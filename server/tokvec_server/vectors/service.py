@@ -19,6 +19,7 @@ import numpy as np
 from tokvec.v1 import vectors_pb2 as vpb
 from tokvec_server import validation
 from tokvec_server.errors import InvalidInput, NotReady, TokvecError, limit_error
+from tokvec_server.metrics import REFUSED
 from tokvec_server.runners.base import resolve_device
 from tokvec_server.settings import Limits
 from tokvec_server.types import DocInput, Tokens
@@ -41,7 +42,9 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 
     async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, TokvecError):
+            REFUSED.labels(exc.code.name).inc()
             await context.abort(exc.code, str(exc))
+        REFUSED.labels(grpc.StatusCode.INTERNAL.name).inc()
         error_id = uuid.uuid4().hex[:12]
         log.error("unexpected error %s", error_id, exc_info=exc, extra={"error_id": error_id})
         await context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})")
