@@ -10,7 +10,8 @@ from tokvec import _wire
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server.alignment import DocPlan
 from tokvec_server.batching.jobs import DocOutput
-from tokvec_server.rpc.convert import CHUNK_BYTES, results
+from tokvec_server.chunks import CHUNK_BYTES, cuts
+from tokvec_server.rpc.convert import results
 from tokvec_server.types import DType, Tokens
 
 MiB = 1024 * 1024
@@ -57,6 +58,15 @@ def assemble(messages: list[pb.DocResult]) -> _wire.Embedding:
 
 def test_chunk_budget_is_3_mib() -> None:
     assert CHUNK_BYTES == 3 * MiB
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 40, 1000, 65537])
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_cuts_are_near_equal_row_ranges_from_0_to_n(n: int, parts: int) -> None:
+    bounds = cuts(n, parts)
+    sizes = np.diff(bounds)
+    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == n
+    assert (sizes >= 0).all() and sizes.max() - sizes.min() <= 1
 
 
 @pytest.mark.parametrize("dtype", list(DType))

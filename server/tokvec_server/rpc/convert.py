@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterator
 
 import numpy as np
@@ -10,13 +9,11 @@ import numpy as np
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server.alignment import DocPlan
 from tokvec_server.batching.jobs import DocOutput
+from tokvec_server.chunks import cuts, n_chunks
 from tokvec_server.errors import InvalidInput, TokvecError
 from tokvec_server.runners import ModelInfo
 from tokvec_server.settings import Batching, Limits
 from tokvec_server.types import DocInput, DType, EmbedOptions, Output, Pooling, SpanSpec, Tokens
-
-# Tensor bytes per response message: responses stay well under gRPC's 4 MiB default.
-CHUNK_BYTES = 3 * 1024 * 1024
 
 _POOLING = {pb.POOLING_UNSPECIFIED: Pooling.MEAN, pb.POOLING_MEAN: Pooling.MEAN, pb.POOLING_MAX: Pooling.MAX,
             pb.POOLING_FIRST: Pooling.FIRST, pb.POOLING_LAST: Pooling.LAST, pb.POOLING_SUM: Pooling.SUM}
@@ -83,13 +80,12 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType) -> Itera
     row_bytes = width * itemsize * (int(out.rows is not None) + len(out.layers))
     piece_bytes = out.pieces.nbytes if out.pieces is not None else 0
     # Every chunk carries a share of both token rows and piece rows: budget their sum.
-    n_chunks = max(1, math.ceil((plan.n_tokens * row_bytes + piece_bytes) / CHUNK_BYTES))
-    row_cuts = np.linspace(0, plan.n_tokens, n_chunks + 1).astype(int)
-    n_pieces = len(out.pieces) if out.pieces is not None else 0
-    piece_cuts = np.linspace(0, n_pieces, n_chunks + 1).astype(int)
-    for k in range(n_chunks):
+    parts = n_chunks(plan.n_tokens * row_bytes + piece_bytes)
+    row_cuts = cuts(plan.n_tokens, parts)
+    piece_cuts = cuts(len(out.pieces) if out.pieces is not None else 0, parts)
+    for k in range(parts):
         a, b = row_cuts[k], row_cuts[k + 1]
-        msg = pb.DocResult(index=index, id=out.doc.id, fingerprint=fingerprint, n_tokens=plan.n_tokens, row_start=a, more=k < n_chunks - 1)
+        msg = pb.DocResult(index=index, id=out.doc.id, fingerprint=fingerprint, n_tokens=plan.n_tokens, row_start=a, more=k < parts - 1)
         if out.rows is not None:
             msg.tokens.CopyFrom(_tensor(out.rows[a:b], dtype))
         msg.layers.extend(_tensor(layer[a:b], dtype) for layer in out.layers)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterator
 
 import numpy as np
 
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import vectors_pb2 as vpb
+from tokvec_server.chunks import cuts, n_chunks
 from tokvec_server.errors import InvalidInput, TokvecError
 from tokvec_server.tok2vec.worker import to_wire
 from tokvec_server.types import DocInput, DType, Tokens
 from tokvec_server.vectors.similarity import ItemRef
 from tokvec_server.vectors.table import VectorTable
-
-CHUNK_BYTES = 3 * 1024 * 1024  # tensor bytes per response: well under gRPC's 4 MiB default
 
 _DTYPE: dict[int, DType] = {pb.DTYPE_UNSPECIFIED: DType.FLOAT32, pb.DTYPE_FLOAT32: DType.FLOAT32, pb.DTYPE_FLOAT16: DType.FLOAT16, pb.DTYPE_BFLOAT16: DType.BFLOAT16}
 _DTYPE_PB = {DType.FLOAT32: pb.DTYPE_FLOAT32, DType.FLOAT16: pb.DTYPE_FLOAT16, DType.BFLOAT16: pb.DTYPE_BFLOAT16}
@@ -80,11 +78,11 @@ def token_vectors(index: int, tokens: Tokens, vectors: np.ndarray, missing: np.n
     """One message per doc, or several row ranges (``more`` on all but the last) for a large doc."""
     n = len(vectors)
     itemsize = 4 if kind is DType.FLOAT32 else 2
-    n_chunks = max(1, math.ceil(vectors.size * itemsize / CHUNK_BYTES))
-    cuts = np.linspace(0, n, n_chunks + 1).astype(int)
-    for k in range(n_chunks):
-        a, b = int(cuts[k]), int(cuts[k + 1])
-        msg = vpb.TokenVectors(index=index, id=tokens.id, fingerprint=fingerprint, n_tokens=n, row_start=a, more=k < n_chunks - 1)
+    parts = n_chunks(vectors.size * itemsize)
+    bounds = cuts(n, parts)
+    for k in range(parts):
+        a, b = bounds[k], bounds[k + 1]
+        msg = vpb.TokenVectors(index=index, id=tokens.id, fingerprint=fingerprint, n_tokens=n, row_start=a, more=k < parts - 1)
         msg.vectors.CopyFrom(_tensor(vectors[a:b], kind))
         if k == 0:
             msg.oov.extend(missing.tolist())
