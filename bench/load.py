@@ -67,18 +67,6 @@ async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per
     return LoadResult(clients, docs_per_request, len(docs), sum(len(d["words"]) for d in docs), seconds, latencies)
 
 
-async def idle_latency(address: str, doc: dict[str, Any], repeats: int) -> list[float]:
-    """Latency (ms) of one doc sent alone, again and again, to an otherwise idle server."""
-    async with AsyncClient(address, spans=SPANS, pooling="mean", timeout=600) as client:
-        await client.embed([doc])  # connect and warm
-        out = []
-        for _ in range(repeats):
-            sent = time.perf_counter()
-            await client.embed([doc])
-            out.append((time.perf_counter() - sent) * 1000)
-    return out
-
-
 def rows_of(address: str, docs: list[dict[str, Any]], per_request: int = 32) -> list[Any]:
     """Every doc's token rows from the server at ``address``, in order."""
 

@@ -15,7 +15,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import argparse
 import json
 import resource
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from corpus import BUDGET, SPANS, Packing, default_model, doc_with_words, load_docs, n_words, pack, span_texts
+from corpus import BUDGET, SPANS, Packing, default_model, load_docs, n_words, pack, span_texts
 
 
 def padded(spans: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +68,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", default="", help="model folder (onnx: an export folder)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    parser.add_argument("--repeats", type=int, default=30, help="single-doc forward repeats")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -101,18 +99,6 @@ def main() -> None:
                          "padded_pieces": packing.padded, "padding_efficiency": packing.efficiency,
                          "batches": len(packing.batches)}
 
-        doc = doc_with_words(docs, 40)
-        forward_ms, full_ms = [], []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            ids = [s[:max_length] for s in tokenizer(span_texts(doc), verbose=False)["input_ids"]]
-            t1 = time.perf_counter()
-            forward(*padded(ids, pad_id))
-            t2 = time.perf_counter()
-            forward_ms.append((t2 - t1) * 1000)
-            full_ms.append((t2 - t0) * 1000)
-    out["single_doc"] = {"id": doc["id"], "words": len(doc["words"]), "pieces": sum(len(s) for s in ids),
-                         "forward_ms_p50": statistics.median(forward_ms), "tokenize_forward_ms_p50": statistics.median(full_ms)}
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
     print(json.dumps(out))
 

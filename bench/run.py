@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from corpus import BUDGET, SPANS, default_model, doc_with_words, load_docs, n_words, pack
-from load import LoadResult, drive, idle_latency, rows_of, span_lengths
+from corpus import BUDGET, SPANS, default_model, load_docs, n_words, pack
+from load import LoadResult, drive, rows_of, span_lengths
 from metrics import Delta, scrape
 from report import write_report
 from server import RssSampler, ServerProcess, local_pid
@@ -42,6 +42,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+SINGLE_FIGURES = ("service_ms_p50", "forward_ms_p50", "tokenize_forward_ms_p50", "service_minus_forward_ms_p50")
 
 
 def say(message: str) -> None:
@@ -115,7 +116,7 @@ class Backend:
     server: ServerProcess | None = None
     sampler: RssSampler | None = None
     service: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
-    idle: list[float] = field(default_factory=list)
+    single: list[dict[str, Any]] = field(default_factory=list)  # single_doc.py, one per round
     raw: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self, existing: str = "", metrics: str = "") -> None:
@@ -160,12 +161,11 @@ class Bench:
         # The server's own pieces per span (Tokenize RPC; every backend tokenizes alike).
         self.lengths = asyncio.run(span_lengths(backends[0].address, self.docs))
         self.pieces = sum(map(sum, self.lengths))
-        self.doc40 = doc_with_words(self.docs, 40)
         self.ref: list[dict[str, Any]] = []
 
     def run_service(self, b: Backend) -> None:
-        # The idle server first: one doc at a time, nothing else queued.
-        b.idle.append(median_low(asyncio.run(idle_latency(b.address, self.doc40, 20 if self.args.quick else 50))))
+        # The idle server first: one doc at a time, nothing else queued, paired with the raw forward.
+        b.single.append(child_json(sys.executable, "single_doc.py", self.args.quick, "--server", b.address, *b.raw_args))
         for c, d in self.loads:
             before = scrape(b.metrics_url) if b.metrics_url else {}
             cpu = b.cpu()
@@ -222,18 +222,14 @@ class Bench:
         out: dict[str, Any] = {"backends": {}}
         for b in self.backends:
             raw_speed = [float(r["sorted"]["words_per_s"]) for r in b.raw]
-            forward_ms = [float(r["single_doc"]["forward_ms_p50"]) for r in b.raw]
             out["backends"][b.name] = {
                 "service": [{"clients": c, "docs_per_request": d, "offline_padding_efficiency": offline_padding(self.lengths, c * d),
                              **aggregate(b.service[(c, d)], raw_speed, ref_speed)} for c, d in self.loads],
                 "raw_forward": {"sorted": aggregate([r["sorted"] for r in b.raw], raw_speed, ref_speed),
                                 "arrival": aggregate([r["arrival"] for r in b.raw], raw_speed, ref_speed),
                                 "peak_rss_bytes": max(r["peak_rss_bytes"] for r in b.raw), "rounds": b.raw},
-                "single_doc": {"id": self.doc40["id"], "words": len(self.doc40["words"]), "service_idle_p50_ms": median_low(b.idle),
-                               "raw_forward_ms_p50": median_low(forward_ms),
-                               "raw_tokenize_forward_ms_p50": median_low([r["single_doc"]["tokenize_forward_ms_p50"] for r in b.raw]),
-                               "idle_minus_forward_ms": median_low([i - f for i, f in zip(b.idle, forward_ms)]),
-                               "rounds": {"service_idle_p50_ms": b.idle, "raw_forward_ms_p50": forward_ms}},
+                "single_doc": {"id": b.single[0]["id"], "words": b.single[0]["words"],
+                               **{key: median_low([r[key] for r in b.single]) for key in SINGLE_FIGURES}, "rounds": b.single},
             }
         out["spacy_transformers"] = {**aggregate(self.ref, ref_speed, ref_speed), "peak_rss_bytes": max(r["peak_rss_bytes"] for r in self.ref)} if self.ref else None
         return out
