@@ -7,11 +7,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import tokvec
+from faultkit import fake_server
 from load import EWT, metrics_address, scrape, serve, wait_until, write_config
 
 CONFIG = """
@@ -84,3 +86,38 @@ def test_every_family_moves_with_its_event(tmp_path: Path) -> None:
     assert one(after, "tokvec_batch_budget", **m) == 512
     assert any(k.startswith("tokvec_batch_splits_total{") and 'cause="oom"' in k for k in after)
     assert "tokvec_event_loop_tasks" in after
+
+
+@dataclass
+class Observed:
+    """Stands in for one of the metrics module's histograms: every value it was given."""
+
+    values: list[float] = field(default_factory=list)
+
+    def labels(self, *_names: str) -> Observed:
+        return self
+
+    def observe(self, value: float) -> None:
+        self.values.append(value)
+
+
+@dataclass
+class Recorder:
+    """Stands in for the metrics module, as the model's worker sees it."""
+
+    FORWARD: Observed = field(default_factory=Observed)
+    BATCH_SPANS: Observed = field(default_factory=Observed)
+    QUEUE_WAIT: Observed = field(default_factory=Observed)
+
+
+def test_queue_wait_ends_when_the_forward_starts() -> None:
+    """A doc alone on an idle model waits for nothing: its queue wait is not its 300 ms forward."""
+    with fake_server() as server:
+        recorder = Recorder()
+        server.server.engines[0].worker.metrics = recorder
+        server.runner.faults.delay_s = 0.3
+        with tokvec.Client(server.address) as client:
+            (rows,) = client.embed([["alone", "on", "an", "idle", "model"]])
+    assert rows.shape[0] == 5
+    assert len(recorder.FORWARD.values) == 1 and recorder.FORWARD.values[0] >= 0.3, recorder
+    assert len(recorder.QUEUE_WAIT.values) == 1 and 0 <= recorder.QUEUE_WAIT.values[0] < 0.1, recorder

@@ -81,7 +81,7 @@ class ModelWorker:
         batch = Batch.of([s.ids for s in spans])
         layers = tuple(sorted({layer for s in spans for layer in s.job.layers}))
         cost = self.scheduler.cost([len(s.ids) for s in spans])
-        started = time.perf_counter()
+        taken, started = time.monotonic(), time.perf_counter()
         try:
             hidden, chosen = self.runner.forward(batch, layers)
         except Exception as exc:
@@ -100,7 +100,7 @@ class ModelWorker:
             self._run(spans[:half])
             self._run(spans[half:])
             return
-        self.observe(spans, started)
+        observe(self.metrics, self.runner.info.name, spans, taken, started)
         self.stats["batches"] += 1
         self.stats["padded_pieces"] += cost
         self.stats["real_pieces"] += len(batch.ids)
@@ -113,18 +113,6 @@ class ModelWorker:
                 complete.append(span.job)
         collect.finish(complete, self.runner.info.width, self.runner.device)
 
-    def observe(self, batch: list[SpanJob], started: float) -> None:
-        """Stage timings for the metrics endpoint (no-op until it is served)."""
-        if self.metrics is None:
-            return
-        name = self.runner.info.name
-        self.metrics.FORWARD.labels(name).observe(time.perf_counter() - started)
-        self.metrics.BATCH_SPANS.labels(name).observe(len(batch))
-        now = time.monotonic()
-        wait = self.metrics.QUEUE_WAIT.labels(name)
-        for span in batch:
-            wait.observe(now - span.queued_at)
-
     def _fail_alone(self, span: SpanJob, exc: Exception, oom: bool, pieces: int) -> None:
         if oom:
             span.job.fail(Overloaded(f"a span of {pieces} pieces does not fit in device memory"))
@@ -132,6 +120,19 @@ class ModelWorker:
         error_id = uuid.uuid4().hex[:12]
         log.error("forward failed for doc %r alone (error id %s)", span.job.doc.id[:64], error_id, exc_info=exc, extra={"error_id": error_id})
         span.job.fail(ModelFailure(f"model failure (error id {error_id})"))
+
+
+def observe(metrics: Any, name: str, batch: list[SpanJob], taken: float, started: float) -> None:
+    """A batch's stage timings for the metrics endpoint (no-op until it is served, ``metrics``
+    None). A span's queue wait ends when its forward starts: ``taken`` (monotonic, the clock of
+    ``queued_at``); ``started`` is the perf_counter at that moment."""
+    if metrics is None or not batch:
+        return
+    metrics.FORWARD.labels(name).observe(time.perf_counter() - started)
+    metrics.BATCH_SPANS.labels(name).observe(len(batch))
+    wait = metrics.QUEUE_WAIT.labels(name)
+    for span in batch:
+        wait.observe(taken - span.queued_at)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

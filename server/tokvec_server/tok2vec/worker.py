@@ -15,6 +15,7 @@ import torch
 from tokvec_server.alignment import DocPlan
 from tokvec_server.batching.jobs import DocOutput, SpanJob
 from tokvec_server.batching.queue import Scheduler
+from tokvec_server.batching.worker import observe
 from tokvec_server.errors import ModelFailure
 from tokvec_server.tok2vec.jobs import Tok2VecJob
 from tokvec_server.threads import lower_priority
@@ -64,7 +65,7 @@ class Tok2VecWorker:
     def _attempt(self, jobs: list[Tok2VecJob], spans: list[SpanJob]) -> None:
         if not jobs:
             return
-        started = time.perf_counter()
+        taken, started = time.monotonic(), time.perf_counter()
         try:
             rows = self.runner.predict([job.doc for job in jobs])
         except Exception as exc:
@@ -82,21 +83,10 @@ class Tok2VecWorker:
         self.stats["batches"] += 1
         self.stats["padded_pieces"] += tokens
         self.stats["real_pieces"] += tokens
-        self._observe(spans, started)
+        observe(self.metrics, self.runner.info.name, spans, taken, started)
         for job, doc_rows in zip(jobs, rows):
             if not job.done:
                 job.settle(collect(job, doc_rows))
-
-    def _observe(self, spans: list[SpanJob], started: float) -> None:
-        """Stage timings for the metrics endpoint (no-op until it is served)."""
-        if self.metrics is None or not spans:
-            return
-        name = self.runner.info.name
-        self.metrics.FORWARD.labels(name).observe(time.perf_counter() - started)
-        self.metrics.BATCH_SPANS.labels(name).observe(len(spans))
-        now = time.monotonic()
-        for span in spans:
-            self.metrics.QUEUE_WAIT.labels(name).observe(now - span.queued_at)
 
 
 def collect(job: Tok2VecJob, rows: np.ndarray) -> DocOutput | ModelFailure:
