@@ -191,7 +191,7 @@ def markdown(res: dict[str, Any]) -> str:
         "counted from the batches they ran. CPU ms/word: CPU time per word of the processes doing the work (for the service, "
         "the server and the bench client), all threads, spin-waiting included.",
         "",
-        f"Single doc ({doc['words']} words, `{doc['id']}`), median round. Each round alternates blocks of {doc['rounds'][0]['block']} "
+        f"Single doc ({doc['words']} words, `{doc['id']}`), each figure its median over the rounds. Each round alternates blocks of {doc['rounds'][0]['block']} "
         f"service calls and {doc['rounds'][0]['block']} raw forwards from one process, {doc['rounds'][0]['pairs']} pairs of blocks "
         "(bench/single_doc.py); the difference is paired block by block:",
         "",
