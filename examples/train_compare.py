@@ -40,7 +40,7 @@ def prepare_data(work: Path, train_sents: int, dev_sents: int) -> dict[str, Path
     sentences of EWT test; test: all of EWT test (the numbers reported)."""
     data = work / "data"
     sizes = {
-        "train": slice_conllu(EWT / "en_ewt-ud-train.conllu", data / "train.conllu", train_sents),
+        "train": slice_conllu(EWT / "en_ewt-ud-train.conllu.gz", data / "train.conllu", train_sents),
         "dev": slice_conllu(EWT / "en_ewt-ud-test.conllu", data / "dev.conllu", dev_sents),
         "test": slice_conllu(EWT / "en_ewt-ud-test.conllu", data / "test.conllu", 0),
     }

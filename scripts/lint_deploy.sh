@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
 
-compose_schema=${COMPOSE_SCHEMA:-../shared/schemas/compose-spec.json}
+compose_schema=${COMPOSE_SCHEMA:-deploy/schemas/compose-spec.json}
 # Native sidecars and the preStop sleep action are on by default from 1.30.
 k8s_versions=${K8S_VERSIONS:-"1.30.0 1.37.0"}
 

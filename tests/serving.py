@@ -17,7 +17,7 @@ from tokvec_server.rpc.server import Server
 from tokvec_server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "ewt"
+DATA = ROOT / "data" / "ewt"
 
 
 class ServerProcess:

@@ -16,7 +16,7 @@ import pytest
 from serving import ROOT
 
 LINT = ROOT / "scripts" / "lint_deploy.sh"
-SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+SCHEMA = ROOT / "deploy" / "schemas" / "compose-spec.json"
 CONFIG = ROOT / "deploy" / "components" / "tokvec-config" / "tokvec.toml"
 
 

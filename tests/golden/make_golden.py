@@ -43,7 +43,7 @@ from thinc.api import Model
 
 WIDTH = 384
 GOLDEN_DIR = Path(__file__).resolve().parent
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ewt"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data" / "ewt"
 EWT_FILE = "ewt-test.jsonl"
 N_EWT_DOCS = 30
 

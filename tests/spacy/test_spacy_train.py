@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from serving import DATA
-from spacy_support import CONFIG, conllu_head
+from spacy_support import CONFIG, CONLLU, conllu_head
 
 TRAIN_SENTS, DEV_SENTS, STEPS = 800, 200, 150
 
@@ -28,7 +27,7 @@ def spacy_cli(*args: str, cwd: Path) -> None:
 @pytest.mark.timeout(480)  # about 2 minutes on 2 idle cores
 def test_spacy_train_tagger_and_parser_listening_to_tokvec(minilm: Any, tmp_path: Path) -> None:
     for name, split, n in (("train", "train", TRAIN_SENTS), ("dev", "test", DEV_SENTS)):
-        (tmp_path / f"{name}.conllu").write_text(conllu_head(DATA / f"en_ewt-ud-{split}.conllu", n), encoding="utf-8")
+        (tmp_path / f"{name}.conllu").write_text(conllu_head(CONLLU[split], n), encoding="utf-8")
         spacy_cli("convert", str(tmp_path / f"{name}.conllu"), str(tmp_path), "--converter", "conllu", "--n-sents", "10", cwd=tmp_path)
     spacy_cli(
         "train", str(CONFIG), "--output", str(tmp_path / "out"),
