@@ -4,13 +4,14 @@ for several of different lengths, EWT docs among them."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from tokvec_server.runners import default_model_path
+from tokvec_server.runners import default_model_path, ragged
 from tokvec_server.runners.batch import Batch
 from tokvec_server.runners.torch_runner import TorchRunner
 
@@ -43,3 +44,27 @@ def test_ragged_rows_are_the_padded_rows(runner: TorchRunner, ewt_docs: list[dic
         want = padded_rows(runner, batch)
     assert got.shape == want.shape == (len(batch.ids), runner.info.width)
     assert float((got - want).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("kernel", ["loop", "jagged"])
+def test_every_kernel_gives_the_padded_rows(runner: TorchRunner, ewt_docs: list[dict[str, Any]], kernel: str) -> None:
+    """The CUDA kernels are chosen by a probe on the GPU; the one that also runs on CPU (jagged:
+    nested tensors) is checked here on every commit, against the model's own padded attention."""
+    from transformers import AttentionInterface
+
+    texts = [" ".join(d["words"][:60]) for d in ewt_docs[3:8]]
+    batch = Batch.of([np.asarray(ids, np.int64) for ids in runner.tokenizer(texts)["input_ids"]])
+    AttentionInterface.register(ragged.NAME, dict(ragged.KERNELS["cpu"] + ragged.KERNELS["cuda"])[kernel])
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch calls nested tensors a prototype
+            got = ragged.forward(runner.model, batch, runner.device, False).last_hidden_state[0]
+            want = padded_rows(runner, batch)
+    finally:
+        AttentionInterface.register(ragged.NAME, ragged.loop_attention)
+    assert float((got - want).abs().max()) <= 1e-5
+
+
+def test_ragged_off_by_setting() -> None:
+    runner = TorchRunner(default_model_path(), "minilm", "cpu", "float32", try_ragged=False)
+    assert (runner.ragged, runner.attention) == (False, "")

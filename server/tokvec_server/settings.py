@@ -63,6 +63,9 @@ class ModelSettings:
     dtype: str = "auto"  # compute dtype: auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
     quantize: str = ""  # "" | int8 (ONNX on CPU)
     batching: Batching = Batching()
+    # backend torch: run batches ragged (spans end to end, no padding) where a probe at start finds
+    # an attention kernel for the device that matches the padded rows; false: always padded.
+    ragged: bool = True
     # backend fake only: every forward sleeps this long. A slow model for tests that run the
     # server as a subprocess (SIGTERM drain, chaos), where the fault hooks are out of reach.
     fake_delay_ms: float = 0.0
@@ -201,6 +204,8 @@ def check(settings: Settings) -> None:
             raise ValueError(f"dtype: {m.dtype!r} is not auto, float32, float16 or bfloat16")
         if not (m.device in ("auto", "cpu", "cuda") or m.device.startswith("cuda:")):
             raise ValueError(f"device: {m.device!r} is not auto, cpu, cuda or cuda:N")
+        if not isinstance(m.ragged, bool):
+            raise ValueError(f"ragged: {m.ragged!r} is not true or false")
         if m.quantize not in ("", "int8"):
             raise ValueError(f"quantize: {m.quantize!r} is not int8")
         if m.fake_delay_ms and (m.backend != "fake" or not isinstance(m.fake_delay_ms, (int, float)) or m.fake_delay_ms < 0):

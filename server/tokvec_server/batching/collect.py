@@ -30,8 +30,10 @@ def finish(jobs: list[DocJob], width: int, device: torch.device) -> None:
     rows, where = _gather(jobs, width, device)
     # Every output comes from these rows, special pieces included: a NaN only in the [CLS] row
     # pools into no token row, yet would reach the caller through the doc vector or the pieces.
-    # NaN and inf survive a sum: one pass over the rows, where isfinite makes several.
-    finite = torch.isfinite(rows.sum(1)).cpu().numpy()
+    # NaN and inf survive a sum: one pass over the rows, where isfinite makes several. One flag
+    # crosses to the host in the common case; a flag per row only when some row is not finite.
+    finite_rows = torch.isfinite(rows.sum(1))
+    finite = np.ones(len(rows), dtype=bool) if bool(finite_rows.all()) else finite_rows.cpu().numpy()
     out: dict[int, DocOutput | TokvecError] = {}
     good = {}
     for i, job in enumerate(jobs):

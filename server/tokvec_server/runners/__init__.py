@@ -25,7 +25,8 @@ def load_runner(settings: ModelSettings) -> Runner:
     if settings.backend == "fake":
         from tokvec_server.runners.fake import FakeRunner
 
-        fake = FakeRunner(folder, name)
+        # On CPU unless a device is named: a GPU's fake is the bench's null forward (bench/gpu.py).
+        fake = FakeRunner(folder, name, device="cpu" if settings.device == "auto" else settings.device)
         fake.faults.delay_s = settings.fake_delay_ms / 1000  # a slow model for subprocess tests
         return fake
     if settings.backend == "onnx":
@@ -36,7 +37,7 @@ def load_runner(settings: ModelSettings) -> Runner:
         raise StartupError(f"quantize {settings.quantize}: only the onnx backend quantizes (--backend onnx)")
     from tokvec_server.runners.torch_runner import TorchRunner
 
-    return TorchRunner(folder, name, settings.device, settings.dtype)
+    return TorchRunner(folder, name, settings.device, settings.dtype, settings.ragged)
 
 
 __all__ = ["ModelInfo", "Runner", "StartupError", "load_runner", "default_model_path"]

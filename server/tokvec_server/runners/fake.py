@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokvec_server.runners.base import ModelInfo, OutOfMemory, fingerprint
+from tokvec_server.runners.base import ModelInfo, OutOfMemory, fingerprint, resolve_device
 from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType
 
@@ -37,23 +37,23 @@ class Faults:
 
 
 class FakeRunner:
-    def __init__(self, folder: Path, name: str, width: int = 384, n_layers: int = 2) -> None:
+    def __init__(self, folder: Path, name: str, width: int = 384, n_layers: int = 2, device: str = "cpu") -> None:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
-        self.device = torch.device("cpu")
+        self.device = resolve_device(device)
         generator = torch.Generator().manual_seed(0)
-        self.table = torch.randn(len(self.tokenizer), width, generator=generator)
+        self.table = torch.randn(len(self.tokenizer), width, generator=generator).to(self.device)
         self.faults = Faults()
         self.ragged = True
-        self.info = ModelInfo(name, "fake-" + fingerprint(folder, width), width, 512, n_layers, "fake", "cpu", DType.FLOAT32)
+        self.info = ModelInfo(name, "fake-" + fingerprint(folder, width), width, 512, n_layers, "fake", str(self.device), DType.FLOAT32)
 
     def enter_thread(self) -> None:
         """Nothing to set up: the fake computes on the calling thread."""
 
     def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         self.faults.gate.wait()
-        ids = torch.from_numpy(batch.ids)
+        ids = torch.from_numpy(batch.ids).to(self.device)
         self.faults.calls.append(batch.ids[np.minimum(batch.starts[:-1] + 1, batch.starts[1:] - 1)].tolist())
         if self.faults.delay_s:
             time.sleep(self.faults.delay_s)
@@ -65,10 +65,11 @@ class FakeRunner:
         emb = self.table[ids]
         span = batch.span_index()
         # A little context: each span's mean embedding, added to its pieces.
-        context = torch.zeros((batch.n_spans, emb.shape[1])).index_add_(0, torch.from_numpy(span), emb)
-        context /= torch.from_numpy(np.maximum(batch.lengths, 1)).unsqueeze(1)
-        hidden = emb + 0.1 * context[torch.from_numpy(span)]
+        span_t = torch.from_numpy(span).to(self.device)
+        context = torch.zeros((batch.n_spans, emb.shape[1]), device=self.device).index_add_(0, span_t, emb)
+        context /= torch.from_numpy(np.maximum(batch.lengths, 1)).to(self.device).unsqueeze(1)
+        hidden = emb + 0.1 * context[span_t]
         if faults.nan_id is not None:
             poisoned = np.isin(span, span[batch.ids == faults.nan_id])
-            hidden[torch.from_numpy(poisoned)] = float("nan")
+            hidden[torch.from_numpy(poisoned).to(self.device)] = float("nan")
         return hidden, [hidden * (1 + i) for i, _ in enumerate(layers)]

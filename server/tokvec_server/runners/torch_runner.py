@@ -20,12 +20,12 @@ def _max_length(tokenizer: object, config: object) -> int:
 
 
 class TorchRunner:
-    def __init__(self, folder: Path, name: str, device: str, dtype: str) -> None:
+    def __init__(self, folder: Path, name: str, device: str, dtype: str, try_ragged: bool = True) -> None:
         # The loading thread, and the probe forward it runs, make no OpenMP pool (one_thread says why).
         with one_thread():
-            self._load(folder, name, device, dtype)
+            self._load(folder, name, device, dtype, try_ragged)
 
-    def _load(self, folder: Path, name: str, device: str, dtype: str) -> None:
+    def _load(self, folder: Path, name: str, device: str, dtype: str, try_ragged: bool) -> None:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -62,7 +62,9 @@ class TorchRunner:
             device=str(self.device),
             dtype=wire_dtype,
         )
-        self.ragged = ragged.enable(self.model, self.tokenizer, self.device)
+        # The attention kernel of ragged batches ("" = padded batches): see ragged.py.
+        self.attention = ragged.enable(self.model, self.tokenizer, self.device, try_ragged)
+        self.ragged = bool(self.attention)
         self._pad_id = int(self.tokenizer.pad_token_id or 0)
 
     def enter_thread(self) -> None:
@@ -70,7 +72,7 @@ class TorchRunner:
 
     def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.ragged:
-            out = ragged.forward(self.model, batch.ids, batch.positions(), batch.starts, self.device, bool(layers))
+            out = ragged.forward(self.model, batch, self.device, bool(layers))
             return out.last_hidden_state[0], [out.hidden_states[i][0] for i in layers]
         ids, mask = (torch.from_numpy(a) for a in batch.padded(self._pad_id))
         if self.device.type == "cuda":
