@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tokvec import AsyncClient
 
@@ -39,8 +39,10 @@ def _check(chunk: list[dict[str, Any]], rows: list[Any], width: int) -> None:
             raise RuntimeError(f"doc {doc['id']}: rows {r.shape}, expected {(len(doc['words']), width)}")
 
 
-async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int = 1) -> LoadResult:
-    """Send every doc once through ``clients`` concurrent clients; wall time from first send to last reply."""
+async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int = 1, gate: Callable[[], None] | None = None) -> LoadResult:
+    """Send every doc once through ``clients`` concurrent clients; wall time from first send to last
+    reply. ``gate``: called (in a thread) once every client is connected; sending starts when it
+    returns (several load processes start together)."""
     chunks: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for start in range(0, len(docs), docs_per_request):
         chunks.put_nowait(docs[start : start + docs_per_request])
@@ -49,6 +51,8 @@ async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per
     width = (await pool[0].info()).model.width
     await asyncio.gather(*(c.info() for c in pool[1:]))
     latencies: list[float] = []
+    if gate is not None:
+        await asyncio.to_thread(gate)
 
     async def worker(client: AsyncClient) -> None:
         while not chunks.empty():

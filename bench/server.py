@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args]
         if _serve_supports("--metrics-address"):
             cmd += ["--metrics-address", "127.0.0.1:0"]
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"tokvec-bench-server-{os.getpid()}.log"
+        fd, log = tempfile.mkstemp(prefix="tokvec-bench-server-", suffix=".log")  # one per server: replicas run side by side
+        os.close(fd)
+        self.log = Path(log)
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
         self.pid = self.proc.pid
