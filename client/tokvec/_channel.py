@@ -11,7 +11,7 @@ import grpc
 # round_robin spreads calls over every address a target resolves to (dns:///, several ipv4
 # addresses); Info and Tokenize calls that fail with UNAVAILABLE are retried with backoff.
 # Embed and EmbedStream are not: with a retry policy, grpcio's (1.85) threaded client never
-# returns from a streaming call whose server dies under it, whatever its deadline (RELIABILITY.md
+# returns from a streaming call whose server dies under it, whatever its deadline (docs/reliability.md
 # R6, R13). Client.embed resends an Embed itself (RETRY_PAUSES); a stream's UNAVAILABLE reaches
 # the caller, who knows which docs to send again.
 SERVICE_CONFIG = json.dumps({

@@ -1,5 +1,5 @@
 """Row ranges for response messages: a doc's rows travel in as few messages as keep each one's
-tensors under ``CHUNK_BYTES``, well under gRPC's 4 MiB default (RELIABILITY.md R10)."""
+tensors under ``CHUNK_BYTES``, well under gRPC's 4 MiB default (docs/reliability.md R10)."""
 
 from __future__ import annotations
 

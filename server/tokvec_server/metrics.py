@@ -52,7 +52,7 @@ class EngineCollector(Collector):
         yield from (docs, pieces, admitted, batches, padding, dropped, splits, budget)
         if self.loop is not None:
             # One task per call in flight (and per stream reader): a count that does not come back
-            # to its idle value after clients leave is a leak (RELIABILITY.md R1, R13).
+            # to its idle value after clients leave is a leak (docs/reliability.md R1, R13).
             # all_tasks() copes with being called from this (the HTTP server's) thread.
             tasks = GaugeMetricFamily("tokvec_event_loop_tasks", "Unfinished asyncio tasks on the serving loop")
             tasks.add_metric([], len(asyncio.all_tasks(self.loop)))

@@ -4,7 +4,7 @@ A batch completes a hundred docs at once. Were each handed over with its own cal
 would run all hundred wake-ups (each serializing and writing a response) before anything that
 arrived meanwhile, such as a health probe. Settled one per turn instead, each next settle goes to
 the back of the loop's queue, and other work waits for a doc or two, never for the batch
-(RELIABILITY.md R6: health p99 while saturated).
+(docs/reliability.md R6: health p99 while saturated).
 """
 
 from __future__ import annotations

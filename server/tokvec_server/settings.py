@@ -165,7 +165,7 @@ def load_settings(config: Path | None = None, *, server: dict[str, Any] | None =
 
 
 def check(settings: Settings) -> None:
-    """Refuse nonsense at start, naming the setting (RELIABILITY.md R7)."""
+    """Refuse nonsense at start, naming the setting (docs/reliability.md R7)."""
     groups: list[Any] = [settings.limits, *(m.batching for m in settings.models)]
     for group in groups:
         for f in dataclasses.fields(group):

@@ -10,7 +10,7 @@
 - Only the model's thread holds an OpenMP pool (``one_thread``).
 - Two glibc malloc arenas for the whole process (``limit_malloc_arenas``): glibc gives threads
   arenas of their own, up to 8 per core, and under the gRPC, tokenizer and torch threads those
-  fragment and hold memory (RELIABILITY.md R1: RSS growth over a soak; issue: peak RSS).
+  fragment and hold memory (docs/reliability.md R1: RSS growth over a soak; issue: peak RSS).
 - The objects made at start are frozen out of the garbage collector (``freeze_startup_objects``).
 """
 

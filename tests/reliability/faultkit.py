@@ -1,4 +1,4 @@
-"""Helpers for the fault tests (RELIABILITY.md R3, R4, R8, R9): a fake-runner server whose batches
+"""Helpers for the fault tests (docs/reliability.md R3, R4, R8, R9): a fake-runner server whose batches
 the test composes, docs whose first word is a known piece (so ``faults.calls`` says which docs
 reached the model), separate client connections, and polling with a timeout.
 

@@ -1,6 +1,6 @@
 """R3 cancellation: random cancels against a gated model.
 
-Figures (RELIABILITY.md): 0 cancelled docs reach the model; queued work freed within 20 ms p99;
+Figures (docs/reliability.md): 0 cancelled docs reach the model; queued work freed within 20 ms p99;
 batch-mates of a cancelled doc get rows identical to a solo run; every request completes exactly
 once. The quick tier makes ~200 cancels, the slow tier 1,000.
 

@@ -1,6 +1,6 @@
 """R8 isolation: a poison doc in batches of 2-32 docs from 8 clients.
 
-Figures (RELIABILITY.md): the batch is bisected, only the poison doc fails (in-band, its own
+Figures (docs/reliability.md): the batch is bisected, only the poison doc fails (in-band, its own
 status), 0 collateral failures, survivors' rows <= 1e-5 from solo runs; a NaN/Inf output fails
 that doc alone. Quick tier: 100 batches per fault on the fake runner; slow tier: 1,000. The real
 all-MiniLM-L6-v2 (in-process, its forward wrapped to fail on a marker piece) shows it too.

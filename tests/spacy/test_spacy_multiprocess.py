@@ -1,4 +1,4 @@
-"""nlp.pipe(n_process=2) under fork and spawn (RELIABILITY.md R14): no channel crosses a fork,
+"""nlp.pipe(n_process=2) under fork and spawn (docs/reliability.md R14): no channel crosses a fork,
 each worker opens its own, and the results equal n_process=1."""
 
 from __future__ import annotations

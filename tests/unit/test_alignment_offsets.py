@@ -20,7 +20,7 @@ WORDS = st.lists(
 
 
 def owners_brute_force(words: list[str], spaces: list[bool]) -> list[int]:
-    """ALIGNMENT.md: each token in order claims its characters and one more; later tokens overwrite."""
+    """docs/alignment.md: each token in order claims its characters and one more; later tokens overwrite."""
     text = "".join(w + " " * s for w, s in zip(words, spaces))
     owner, pos = [-1] * len(text), 0
     for i, (word, space) in enumerate(zip(words, spaces)):

@@ -8,7 +8,7 @@ from tokvec_server.alignment import spans
 
 
 def reference_strided(n: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """ALIGNMENT.md, read literally: start at 0; at most n // S times emit [start, min(start + W, n)),
+    """docs/alignment.md, read literally: start at 0; at most n // S times emit [start, min(start + W, n)),
     stop once start + W >= n, else start += S; if the loop ran out, emit [start, n) when start < n."""
     out: list[tuple[int, int]] = []
     start, times = 0, n // stride

@@ -53,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         return run_server(settings)
     except (StartupError, ValueError, OSError) as exc:
-        # One line naming the path or setting and the cause; no traceback (RELIABILITY.md R7).
+        # One line naming the path or setting and the cause; no traceback (docs/reliability.md R7).
         print(f"tokvec serve: {exc}", file=sys.stderr)
         return 2

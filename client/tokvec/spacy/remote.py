@@ -21,7 +21,7 @@ _OPEN: weakref.WeakSet[Remote] = weakref.WeakSet()
 
 
 def _close_before_fork() -> None:
-    # A gRPC channel (and the threads behind it) must never cross a fork (RELIABILITY.md R14):
+    # A gRPC channel (and the threads behind it) must never cross a fork (docs/reliability.md R14):
     # nlp.pipe(n_process=2) forks after the parent may have annotated docs. Close in the parent;
     # parent and children each reopen their own channel on next use.
     for remote in list(_OPEN):

@@ -1,6 +1,6 @@
 """Tokenize each span with the model's fast tokenizer and align its pieces to the caller's tokens.
 
-The rules are spacy-transformers' (ALIGNMENT.md): span text is spaCy's Span.text, pieces align by
+The rules are spacy-transformers' (docs/alignment.md): span text is spaCy's Span.text, pieces align by
 character offsets, a piece over several tokens goes to each of them, a span past the model's limit
 keeps its first max_length pieces. Everything is computed as flat arrays, no per-token loops.
 """

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def strided(n: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """spacy-transformers' strided_spans.v1, exactly (ALIGNMENT.md): windows of ``window`` every
+    """spacy-transformers' strided_spans.v1, exactly (docs/alignment.md): windows of ``window`` every
     ``stride`` until one reaches the end; at most n // stride of them, then one last remainder."""
     spans: list[tuple[int, int]] = []
     start = 0

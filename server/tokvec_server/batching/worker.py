@@ -77,7 +77,7 @@ class ModelWorker:
 
     def _attempt(self, spans: list[SpanJob]) -> None:
         """Run a batch; when it fails, split it in two and run each half, so one poison doc or one
-        out-of-memory fails only the doc that cannot run alone (RELIABILITY.md R8, R9)."""
+        out-of-memory fails only the doc that cannot run alone (docs/reliability.md R8, R9)."""
         batch = Batch.of([s.ids for s in spans])
         layers = tuple(sorted({layer for s in spans for layer in s.job.layers}))
         cost = self.scheduler.cost([len(s.ids) for s in spans])

@@ -149,7 +149,7 @@ class Server:
         old_umask = os.umask(0o177) if address.startswith("unix:") else None
         try:
             # gRPC core logs its own line for a failed bind; ours (below) names the address and the
-            # cause, and a failed start prints one line (RELIABILITY.md R7).
+            # cause, and a failed start prints one line (docs/reliability.md R7).
             with _stderr_silenced():
                 port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
         except RuntimeError as exc:

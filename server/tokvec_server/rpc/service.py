@@ -100,7 +100,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         if not options.model:
             return self.default
         if options.model not in self.engines:
-            # Echo at most 50 characters of what the caller sent (RELIABILITY.md R10: no long input echoed).
+            # Echo at most 50 characters of what the caller sent (docs/reliability.md R10: no long input echoed).
             raise InvalidInput(f"options.model: {options.model[:50]!r} is not served (served: {', '.join(sorted(self.engines))})")
         return self.engines[options.model]
 

@@ -1,4 +1,4 @@
-"""atheris target: arbitrary bytes through the server's parse-and-validate path (RELIABILITY.md R10).
+"""atheris target: arbitrary bytes through the server's parse-and-validate path (docs/reliability.md R10).
 
 bytes -> the lenient EmbedRequest parser (rpc/handlers.py) -> convert (rpc/convert.py) -> options
 and request checks -> per-doc check_doc (spaCy for text docs) -> alignment plan_docs with the real

@@ -1,4 +1,4 @@
-"""What the reliability tests (RELIABILITY.md R1, R2, R5, R6, R12, R13) share: the load driver
+"""What the reliability tests (docs/reliability.md R1, R2, R5, R6, R12, R13) share: the load driver
 started in its own pinned process, the timings it writes, servers pinned to the other cores, a
 health prober, process gauges and the metrics endpoint.
 
