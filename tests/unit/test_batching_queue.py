@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from tokvec_server.alignment import DocPlan
 from tokvec_server.batching.jobs import DocJob, SpanJob
-from tokvec_server.batching.queue import Scheduler, pack
+from tokvec_server.batching.packing import pack
+from tokvec_server.batching.queue import Scheduler
 from tokvec_server.errors import DeadlineExceeded, Overloaded, TokvecError
 from tokvec_server.types import EmbedOptions, Tokens
 
