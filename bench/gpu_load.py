@@ -127,7 +127,6 @@ def raw_padded(folder: Path, spans: list[np.ndarray], words: int, budget: int, d
         cold, seconds = timed(lambda: [model(input_ids=ids, attention_mask=mask) for ids, mask in batches], dev)
     out = {"seconds": seconds, "first_pass_seconds": cold, "words_per_s": words / seconds, "pieces_per_s": packing.real / seconds, "batches": len(batches),
            "padding_efficiency": packing.efficiency, "peak_memory_bytes": torch.cuda.max_memory_allocated() if dev.type == "cuda" else None}
-    del model, batches
     return out
 
 
