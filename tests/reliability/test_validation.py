@@ -131,7 +131,8 @@ CATALOGUE: list[Case] = [
     Case("sent-starts-mismatch", embed(doc("a", "b", sent_starts=[True])), re.escape("docs[0].sent_starts: 1 values for 2 words"), "doc"),
     Case("word-too-long", embed(doc("ok", "w" * 2049)), limit("docs[0].words[1]", 2049, "max_word_chars", 2048), "doc"),
     Case("word-of-1-mib", embed(doc("w" * MiB)), limit("docs[0].words[0]", MiB, "max_word_chars", 2048), "doc"),
-    Case("words-chars-over-limit", embed(doc(*["c" * 2001] * 100)), limit("docs[0] text", 200_100, "max_chars_per_doc", 200_000), "doc"),
+    # No spaces sent: one after every word (spaCy's default), so 100 x 2001 characters + 100 spaces.
+    Case("words-chars-over-limit", embed(doc(*["c" * 2001] * 100)), limit("docs[0] text", 200_200, "max_chars_per_doc", 200_000), "doc"),
     Case("text-over-limit", embed(pb.Doc(text="t" * 200_001)), limit("docs[0].text", 200_001, "max_chars_per_doc", 200_000), "doc"),
     Case("text-tokens-over-limit", embed(pb.Doc(text="a " * 16385)), limit("docs[0].text tokens", 16385, "max_tokens_per_doc", 16384), "doc"),
     Case("id-too-long", embed(doc("a", id="i" * 257)), limit("docs[0].id", 257, "max_id_chars", 256), "doc"),
@@ -146,6 +147,10 @@ CATALOGUE: list[Case] = [
     Case("lang-without-its-package", embed(pb.Doc(text="hello", lang="ja")), re.escape("docs[0].lang: 'ja' is not a language spaCy knows"), "doc"),
     Case("stream-bad-options", [embed(HELLO, HELLO, pooling=99), embed(HELLO)], re.escape("options.pooling: 99 is not a Pooling value"), "doc", (0, 1), "EmbedStream"),
     Case("stream-too-many-docs", [embed(HELLO), embed(*[doc("a")] * 1025)], limit("docs", 1025, "max_docs_per_request", 1024), "doc", tuple(range(1, 1026)), "EmbedStream"),
+    # A stream's docs are named by their place in the stream, the index their results carry: here
+    # doc 1 of the second message, and a doc past the first max_in_flight_per_stream (256) of one.
+    Case("stream-bad-doc-by-stream-index", [embed(HELLO, HELLO), embed(HELLO, doc("a", "b", spaces=[True]))], re.escape("docs[3].spaces: 1 values for 2 words"), "doc", (3,), "EmbedStream"),
+    Case("stream-bad-doc-past-in-flight", [embed(HELLO), embed(*[HELLO] * 300, doc("a", "b", spaces=[True]))], re.escape("docs[301].spaces: 1 values for 2 words"), "doc", (301,), "EmbedStream"),
     Case("tokenize-bad-doc", pb.TokenizeRequest(docs=[HELLO, doc("a", "b", spaces=[True])]).SerializeToString(), re.escape("docs[1].spaces: 1 values for 2 words"), "doc", (1,), "Tokenize"),
     # ---- accepted: odd but valid
     Case("empty-doc", embed(pb.Doc()), where="ok", rows=(0,)),
@@ -286,6 +291,8 @@ def test_malformed_input(channel: grpc.Channel, bystander: Bystander, case: Case
         docs = first_chunks(out.results) if case.method != "Tokenize" else out.results
         bad = set(case.bad) if case.where == "doc" else set()
         for i, result in enumerate(docs):
+            if case.method != "Tokenize":
+                assert result.index == i, f"{case.name}: doc {i} came back as index {result.index}"
             if i in bad:
                 assert result.error.code == INVALID.value[0], f"{case.name}: doc {i}: {result.error}"
                 assert re.fullmatch(case.expect, result.error.message), f"{case.name}: {result.error.message!r}"
