@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what the example clients in examples/clients/ need, for tests/clients: node and npm, Go
-# with Debian's grpc-go and protobuf packages, protoc-gen-go and protoc-gen-go-grpc (all from the
-# system's package manager: no module proxy is needed, the Go build runs offline), then the Node
-# example's locked npm packages (npm ci). Idempotent: apt runs only for what is missing. Where apt
-# cannot run (not root, not Debian), it says what is missing and the client tests skip with that.
+# with Debian's grpc-go and protobuf packages, protoc-gen-go, protoc-gen-go-grpc and protoc (all
+# from the system's package manager: no module proxy is needed, the Go build runs offline), then
+# the Node example's locked npm packages (npm ci). Idempotent: apt runs only for what is missing.
+# Where apt cannot run (not root, not Debian), it says what is missing; the client tests then skip
+# saying so (under CI they fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ fi
 command -v go >/dev/null || need+=(golang-go)
 command -v protoc-gen-go >/dev/null || need+=(protoc-gen-go)
 command -v protoc-gen-go-grpc >/dev/null || need+=(protoc-gen-go-grpc)
+command -v protoc >/dev/null || need+=(protobuf-compiler)  # its Java and C# generators
 # grpc-go 1.33 with golang/protobuf 1.5 (the APIv2 shim): with 1.3 the codec cannot marshal the
 # messages protoc-gen-go writes today. Listed together, apt takes 1.5 for grpc's dependency.
 [ -d /usr/share/gocode/src/google.golang.org/grpc ] || need+=(golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev)

@@ -139,3 +139,19 @@ def test_typescript_stubs_generate_and_type_check(node: str, tmp_path: Path) -> 
     (out / "node_modules").symlink_to(NODE_DIR / "node_modules")
     done = subprocess.run([node, str(NODE_DIR / "node_modules" / "typescript" / "bin" / "tsc"), "-p", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_java_and_csharp_get_their_packages(tmp_path: Path) -> None:
+    """protoc's own generators, no flags: one Java class per message in dev.tokvec.v1, and the
+    C# namespace Tokvec.V1."""
+    protoc = shutil.which("protoc")
+    if protoc is None:
+        missing("protoc")
+    protos = ["tokvec/v1/tokvec.proto", "tokvec/v1/vectors.proto"]
+    subprocess.run([protoc, f"-I{ROOT / 'proto'}", f"--java_out={tmp_path}", f"--csharp_out={tmp_path}", *protos], check=True, timeout=60)
+    java = tmp_path / "dev" / "tokvec" / "v1"
+    for name in ("Doc", "DocResult", "Tensor", "EmbedServiceOuterClass", "TokvecProto", "VectorsProto"):
+        assert (java / f"{name}.java").exists() == (name != "EmbedServiceOuterClass"), name
+    assert "package dev.tokvec.v1;" in (java / "DocResult.java").read_text()
+    for name in ("Tokvec.cs", "Vectors.cs"):
+        assert "namespace Tokvec.V1 {" in (tmp_path / name).read_text()

@@ -78,6 +78,7 @@ class Case:
     bad: tuple[int, ...] = (0,)
     method: str = "Embed"
     rows: tuple[int, ...] = ()  # ok: rows per doc
+    answered: int = 0  # status: docs answered (without error) before the call failed
 
 
 def limit(field_: str, size: int, name: str, value: int) -> str:
@@ -122,7 +123,8 @@ CATALOGUE: list[Case] = [
     Case("info-corrupt", b"\xff\xff", malformed("InfoRequest"), method="Info"),
     Case("tokenize-corrupt", b"\x1a\x05\x12", malformed("TokenizeRequest"), method="Tokenize"),
     Case("tokenize-too-many-docs", pb.TokenizeRequest(docs=[doc("a")] * 1025).SerializeToString(), limit("docs", 1025, "max_docs_per_request", 1024), method="Tokenize"),
-    Case("stream-corrupt-message", [VALID, b"\xff\xff\xff"], malformed("EmbedStreamRequest"), method="EmbedStream"),
+    # A corrupt message ends the stream, after the results of the docs sent before it.
+    Case("stream-corrupt-message", [VALID, b"\xff\xff\xff"], malformed("EmbedStreamRequest"), method="EmbedStream", answered=1),
     # ---- doc level: the bad doc fails alone, in-band; the call succeeds
     Case("words-over-limit", embed(doc(*["a"] * 16385)), limit("docs[0].words", 16385, "max_tokens_per_doc", 16384), "doc"),
     Case("bad-doc-at-index-3", embed(HELLO, HELLO, HELLO, doc(*["w"] * 20001), HELLO), limit("docs[3].words", 20001, "max_tokens_per_doc", 16384), "doc", (3,)),
@@ -187,10 +189,11 @@ def send(channel: grpc.Channel, case: Case) -> Outcome:
     path = SERVICE + case.method
     raw: list[bytes] = []
     try:
+        # Responses are kept one by one: a call that fails after some of them still shows them.
         if case.method == "Embed":
-            raw = list(channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120))
+            raw.extend(channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120))
         elif case.method == "EmbedStream":
-            raw = list(channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(iter(case.payload), timeout=120))
+            raw.extend(channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(iter(case.payload), timeout=120))
         else:
             raw = [channel.unary_unary(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120)]
         code, details = grpc.StatusCode.OK, ""
@@ -286,6 +289,8 @@ def test_malformed_input(channel: grpc.Channel, bystander: Bystander, case: Case
         assert out.code == INVALID, f"{case.name}: {out.code.name} {out.details!r}"
         assert re.fullmatch(case.expect, out.details), f"{case.name}: {out.details!r}"
         assert_safe(out.details, case)
+        answered = first_chunks(out.results)
+        assert [(r.index, r.HasField("error")) for r in answered] == [(i, False) for i in range(case.answered)], case.name
     else:
         assert out.code == grpc.StatusCode.OK, f"{case.name}: {out.code.name} {out.details!r}"
         docs = first_chunks(out.results) if case.method != "Tokenize" else out.results
