@@ -53,6 +53,23 @@ def test_embed_reports_bad_lines_and_never_overwrites(minilm, tmp_path):
     assert sorted(arrays.files) == ["ok", "sents"] and arrays["ok"].shape == (3, 384)
 
 
+def test_embed_jsonl_words_without_spaces_get_one_after_each(minilm, tmp_path):
+    """A JSONL doc without "spaces" means what the client's plain word list means (spaCy's default)."""
+    from tokvec import Client
+
+    words = ["New", "York", "is", "big", "."]
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "bare", "words": words}) + "\n" + json.dumps({"id": "tight", "words": words, "spaces": [False] * 5}) + "\n")
+    out = tmp_path / "out.npz"
+    done = run("embed", str(source), "--server", minilm.address, "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    with Client(minilm.address) as client:
+        [plain] = client.embed([words])
+    arrays = np.load(out)
+    np.testing.assert_allclose(arrays["bare"], plain, atol=1e-5, rtol=0)  # batch-mates move rows by ~1e-6
+    assert np.abs(arrays["tight"] - plain).max() > 0.1
+
+
 def test_info(minilm):
     done = run("info", "--server", minilm.address)
     assert done.returncode == 0, done.stderr

@@ -127,6 +127,23 @@ def test_bad_doc_fails_alone_naming_field_and_limit(minilm, ewt_docs):
     assert results[0].rows.shape == (len(ewt_docs[0]["words"]), 384)
 
 
+def test_omitted_spaces_mean_a_space_after_every_word(minilm, ewt_docs):
+    """One meaning in every form: a raw proto Doc without spaces, the client's plain word list and
+    its mapping without spaces all give spaCy's Doc(vocab, words) rows (a space after every word)."""
+    words = ewt_docs[3]["words"]
+    with Client(minilm.address) as client:
+        [plain, mapping, explicit, none] = client.embed([
+            words, {"words": words}, {"words": words, "spaces": [True] * len(words)}, {"words": words, "spaces": [False] * len(words)},
+        ])
+    request = pb.EmbedRequest(docs=[pb.Doc(id="raw", words=words)])
+    with grpc.insecure_channel(minilm.address) as channel:
+        [response] = list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=60))
+    raw = np.frombuffer(response.result.tokens.data, "<f4").reshape(tuple(response.result.tokens.shape))
+    for got in (mapping, explicit, raw):
+        np.testing.assert_allclose(got, plain, atol=1e-5, rtol=0)  # batch-mates move rows by ~1e-6
+    assert np.abs(none - plain).max() > 0.1  # the space is seen: all-false is another doc
+
+
 def test_request_level_errors(minilm):
     with Client(minilm.address) as client:
         with pytest.raises(ServerError) as raised:

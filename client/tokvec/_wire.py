@@ -10,8 +10,11 @@ import numpy as np
 from tokvec.errors import DocError, status_code
 from tokvec.v1 import tokvec_pb2 as pb
 
-# A doc: raw text, a list of words (spaces after each, spaCy's default), a mapping with
-# words/spaces (or text) and optionally id/sent_starts, or anything iterable over spaCy tokens.
+# A doc: raw text, a list of words, a mapping with words/spaces (or text) and optionally
+# id/sent_starts, or anything iterable over spaCy tokens. Words sent without spaces have a space
+# after every word, as in spaCy's Doc(vocab, words), which is also what omitted spaces mean on the
+# wire (tokvec.proto). The client sends them explicitly all the same, so its rows do not depend on
+# which server version reads the request.
 DocLike = Union[str, Sequence[str], Mapping[str, Any], Any]
 
 POOLINGS = {"mean": pb.POOLING_MEAN, "max": pb.POOLING_MAX, "first": pb.POOLING_FIRST, "last": pb.POOLING_LAST, "sum": pb.POOLING_SUM}
@@ -58,7 +61,7 @@ def to_doc(doc: DocLike, index: int) -> pb.Doc:
         return pb.Doc(
             id=str(doc.get("id", index)),
             words=words,
-            spaces=doc.get("spaces", ()) or (),
+            spaces=doc.get("spaces") or [True] * len(words),
             text="" if words else doc.get("text", ""),  # words win: rows follow the caller's tokens
             sent_starts=doc.get("sent_starts", ()) or (),
             lang=doc.get("lang", ""),

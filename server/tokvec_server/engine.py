@@ -75,10 +75,10 @@ class Engine:
         n_special = len(self.specials.prefix) + len(self.specials.suffix)
         validation.check_options(options, self.info.max_length, n_special, self.info.n_layers)
 
-    def _prepare(self, docs: list[DocInput], options: EmbedOptions) -> list[Prepared]:
+    def _prepare(self, docs: list[DocInput], options: EmbedOptions, first_index: int = 0) -> list[Prepared]:
         need_sents = options.spans.kind == "sents"
         checked: list[Tokens | TokvecError] = []
-        for i, doc in enumerate(docs):
+        for i, doc in enumerate(docs, first_index):
             try:
                 checked.append(validation.check_doc(doc, i, self.limits, self.words, need_sents))
             except TokvecError as exc:
@@ -87,12 +87,13 @@ class Engine:
         plans = iter(plan_docs(valid, options.spans, self.runner.tokenizer, self.info.max_length, self.specials))
         return [(t, next(plans)) if isinstance(t, Tokens) else t for t in checked]
 
-    async def plan(self, docs: list[DocInput], options: EmbedOptions) -> list[Prepared]:
-        """Validate and tokenize in the prep pool: per doc, its tokens and plan, or its error."""
+    async def plan(self, docs: list[DocInput], options: EmbedOptions, first_index: int = 0) -> list[Prepared]:
+        """Validate and tokenize in the prep pool: per doc, its tokens and plan, or its error.
+        Errors name doc k as ``docs[first_index + k]``."""
         self.check_options(options)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        prepared = await loop.run_in_executor(self._prep, self._prepare, docs, options)
+        prepared = await loop.run_in_executor(self._prep, self._prepare, docs, options, first_index)
         if self.metrics is not None:  # the stage as a call sees it: a wait for a prep thread counts
             self.metrics.PREP.labels(self.info.name).observe(time.perf_counter() - started)
         return prepared
@@ -101,8 +102,9 @@ class Engine:
         """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""
         self.scheduler.check_room(n_docs, client)
 
-    async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf) -> list[asyncio.Future[DocOutput]]:
-        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
+    async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf, first_index: int = 0) -> list[asyncio.Future[DocOutput]]:
+        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error,
+        naming doc k as ``docs[first_index + k]`` (a stream's docs by their place in the stream).
 
         Raises Overloaded, before any tokenizing, when the docs would pass the queue's bound: the
         request is refused as a whole, and a unary call ends with that status at once rather than
@@ -110,7 +112,7 @@ class Engine:
         it reaches the model."""
         loop = asyncio.get_running_loop()
         self.check_room(len(docs), client)
-        prepared = await self.plan(docs, options)
+        prepared = await self.plan(docs, options, first_index)
         layers = job_layers(options.hidden_layers, self.info.n_layers)
         futures: list[asyncio.Future[DocOutput]] = []
         jobs: list[DocJob] = []

@@ -91,7 +91,10 @@ def check_options(options: EmbedOptions, max_length: int, n_special: int, n_laye
 
 
 def check_doc(doc: DocInput, index: int, limits: Limits, words: SpacyWords, need_sents: bool) -> Tokens:
-    """Validate one doc and return its tokens (tokenizing text docs with spaCy)."""
+    """Validate one doc and return its tokens (tokenizing text docs with spaCy).
+
+    ``index`` names the doc in errors: the index its result carries (its place in the request,
+    or in the stream for EmbedStream)."""
     where = f"docs[{index}]"
     if len(doc.id) > limits.max_id_chars:
         raise limit_error(f"{where}.id", len(doc.id), "max_id_chars", limits.max_id_chars)
@@ -109,7 +112,9 @@ def check_doc(doc: DocInput, index: int, limits: Limits, words: SpacyWords, need
     longest = max(range(n), key=lambda i: len(doc.words[i]))
     if len(doc.words[longest]) > limits.max_word_chars:
         raise limit_error(f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars)
-    spaces = list(doc.spaces) or [False] * n
+    # Omitted spaces mean spaCy's default for Doc(vocab, words): a space after every word. The
+    # Python client's word lists have always sent that; the wire now means it too (tokvec.proto).
+    spaces = list(doc.spaces) or [True] * n
     chars = sum(len(w) for w in doc.words) + sum(spaces)
     if chars > limits.max_chars_per_doc:
         raise limit_error(f"{where} text", chars, "max_chars_per_doc", limits.max_chars_per_doc)

@@ -78,6 +78,7 @@ class Case:
     bad: tuple[int, ...] = (0,)
     method: str = "Embed"
     rows: tuple[int, ...] = ()  # ok: rows per doc
+    answered: int = 0  # status: docs answered (without error) before the call failed
 
 
 def limit(field_: str, size: int, name: str, value: int) -> str:
@@ -122,7 +123,8 @@ CATALOGUE: list[Case] = [
     Case("info-corrupt", b"\xff\xff", malformed("InfoRequest"), method="Info"),
     Case("tokenize-corrupt", b"\x1a\x05\x12", malformed("TokenizeRequest"), method="Tokenize"),
     Case("tokenize-too-many-docs", pb.TokenizeRequest(docs=[doc("a")] * 1025).SerializeToString(), limit("docs", 1025, "max_docs_per_request", 1024), method="Tokenize"),
-    Case("stream-corrupt-message", [VALID, b"\xff\xff\xff"], malformed("EmbedStreamRequest"), method="EmbedStream"),
+    # A corrupt message ends the stream, after the results of the docs sent before it.
+    Case("stream-corrupt-message", [VALID, b"\xff\xff\xff"], malformed("EmbedStreamRequest"), method="EmbedStream", answered=1),
     # ---- doc level: the bad doc fails alone, in-band; the call succeeds
     Case("words-over-limit", embed(doc(*["a"] * 16385)), limit("docs[0].words", 16385, "max_tokens_per_doc", 16384), "doc"),
     Case("bad-doc-at-index-3", embed(HELLO, HELLO, HELLO, doc(*["w"] * 20001), HELLO), limit("docs[3].words", 20001, "max_tokens_per_doc", 16384), "doc", (3,)),
@@ -131,7 +133,8 @@ CATALOGUE: list[Case] = [
     Case("sent-starts-mismatch", embed(doc("a", "b", sent_starts=[True])), re.escape("docs[0].sent_starts: 1 values for 2 words"), "doc"),
     Case("word-too-long", embed(doc("ok", "w" * 2049)), limit("docs[0].words[1]", 2049, "max_word_chars", 2048), "doc"),
     Case("word-of-1-mib", embed(doc("w" * MiB)), limit("docs[0].words[0]", MiB, "max_word_chars", 2048), "doc"),
-    Case("words-chars-over-limit", embed(doc(*["c" * 2001] * 100)), limit("docs[0] text", 200_100, "max_chars_per_doc", 200_000), "doc"),
+    # No spaces sent: one after every word (spaCy's default), so 100 x 2001 characters + 100 spaces.
+    Case("words-chars-over-limit", embed(doc(*["c" * 2001] * 100)), limit("docs[0] text", 200_200, "max_chars_per_doc", 200_000), "doc"),
     Case("text-over-limit", embed(pb.Doc(text="t" * 200_001)), limit("docs[0].text", 200_001, "max_chars_per_doc", 200_000), "doc"),
     Case("text-tokens-over-limit", embed(pb.Doc(text="a " * 16385)), limit("docs[0].text tokens", 16385, "max_tokens_per_doc", 16384), "doc"),
     Case("id-too-long", embed(doc("a", id="i" * 257)), limit("docs[0].id", 257, "max_id_chars", 256), "doc"),
@@ -146,6 +149,10 @@ CATALOGUE: list[Case] = [
     Case("lang-without-its-package", embed(pb.Doc(text="hello", lang="ja")), re.escape("docs[0].lang: 'ja' is not a language spaCy knows"), "doc"),
     Case("stream-bad-options", [embed(HELLO, HELLO, pooling=99), embed(HELLO)], re.escape("options.pooling: 99 is not a Pooling value"), "doc", (0, 1), "EmbedStream"),
     Case("stream-too-many-docs", [embed(HELLO), embed(*[doc("a")] * 1025)], limit("docs", 1025, "max_docs_per_request", 1024), "doc", tuple(range(1, 1026)), "EmbedStream"),
+    # A stream's docs are named by their place in the stream, the index their results carry: here
+    # doc 1 of the second message, and a doc past the first max_in_flight_per_stream (256) of one.
+    Case("stream-bad-doc-by-stream-index", [embed(HELLO, HELLO), embed(HELLO, doc("a", "b", spaces=[True]))], re.escape("docs[3].spaces: 1 values for 2 words"), "doc", (3,), "EmbedStream"),
+    Case("stream-bad-doc-past-in-flight", [embed(HELLO), embed(*[HELLO] * 300, doc("a", "b", spaces=[True]))], re.escape("docs[301].spaces: 1 values for 2 words"), "doc", (301,), "EmbedStream"),
     Case("tokenize-bad-doc", pb.TokenizeRequest(docs=[HELLO, doc("a", "b", spaces=[True])]).SerializeToString(), re.escape("docs[1].spaces: 1 values for 2 words"), "doc", (1,), "Tokenize"),
     # ---- accepted: odd but valid
     Case("empty-doc", embed(pb.Doc()), where="ok", rows=(0,)),
@@ -182,10 +189,11 @@ def send(channel: grpc.Channel, case: Case) -> Outcome:
     path = SERVICE + case.method
     raw: list[bytes] = []
     try:
+        # Responses are kept one by one: a call that fails after some of them still shows them.
         if case.method == "Embed":
-            raw = list(channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120))
+            raw.extend(channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120))
         elif case.method == "EmbedStream":
-            raw = list(channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(iter(case.payload), timeout=120))
+            raw.extend(channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(iter(case.payload), timeout=120))
         else:
             raw = [channel.unary_unary(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120)]
         code, details = grpc.StatusCode.OK, ""
@@ -281,11 +289,15 @@ def test_malformed_input(channel: grpc.Channel, bystander: Bystander, case: Case
         assert out.code == INVALID, f"{case.name}: {out.code.name} {out.details!r}"
         assert re.fullmatch(case.expect, out.details), f"{case.name}: {out.details!r}"
         assert_safe(out.details, case)
+        answered = first_chunks(out.results)
+        assert [(r.index, r.HasField("error")) for r in answered] == [(i, False) for i in range(case.answered)], case.name
     else:
         assert out.code == grpc.StatusCode.OK, f"{case.name}: {out.code.name} {out.details!r}"
         docs = first_chunks(out.results) if case.method != "Tokenize" else out.results
         bad = set(case.bad) if case.where == "doc" else set()
         for i, result in enumerate(docs):
+            if case.method != "Tokenize":
+                assert result.index == i, f"{case.name}: doc {i} came back as index {result.index}"
             if i in bad:
                 assert result.error.code == INVALID.value[0], f"{case.name}: doc {i}: {result.error}"
                 assert re.fullmatch(case.expect, result.error.message), f"{case.name}: {result.error.message!r}"

@@ -110,8 +110,14 @@ def test_to_doc_mapping() -> None:
     assert _wire.to_doc(doc, 0) == pb.Doc(id="x", words=["Hi", "!"], spaces=[False, False], sent_starts=[True, False], lang="en")
 
 
+def test_to_doc_mapping_without_spaces_has_a_space_after_each() -> None:
+    """spaCy's Doc(vocab, words) default, the same as a plain word list (and the wire's meaning)."""
+    assert _wire.to_doc({"id": "x", "words": ["a", "b"]}, 0) == pb.Doc(id="x", words=["a", "b"], spaces=[True, True])
+    assert _wire.to_doc({"words": ["a", "b"], "spaces": None}, 0).spaces == [True, True]
+
+
 def test_to_doc_mapping_words_win_over_text() -> None:
-    assert _wire.to_doc({"words": ["a"], "text": "b c"}, 2) == pb.Doc(id="2", words=["a"])
+    assert _wire.to_doc({"words": ["a"], "text": "b c"}, 2) == pb.Doc(id="2", words=["a"], spaces=[True])
     assert _wire.to_doc({"text": "b c", "lang": "de"}, 2) == pb.Doc(id="2", text="b c", lang="de")
 
 

@@ -95,8 +95,19 @@ def test_unknown_lang(words: SpacyWords) -> None:
 
 
 def test_words_doc_defaults(words: SpacyWords) -> None:
+    """Omitted spaces are spaCy's Doc(vocab, words) default: a space after every word, the last too."""
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
     tokens = check_doc(DocInput(id="x", words=["a", "b"]), 0, LIMITS, words, need_sents=False)
-    assert (tokens.id, tokens.words, tokens.spaces, tokens.sent_starts, tokens.from_text) == ("x", ["a", "b"], [False, False], None, False)
+    assert (tokens.id, tokens.words, tokens.spaces, tokens.sent_starts, tokens.from_text) == ("x", ["a", "b"], [True, True], None, False)
+    assert tokens.spaces == [bool(t.whitespace_) for t in Doc(Vocab(), words=["a", "b"])]
+
+
+def test_omitted_spaces_count_toward_the_char_limit(words: SpacyWords) -> None:
+    check_doc(DocInput(words=["hello", "world"]), 0, Limits(max_chars_per_doc=12), words, need_sents=False)
+    msg = refused(DocInput(words=["hello", "world"]), words, Limits(max_chars_per_doc=11))
+    assert msg == "docs[0] text: 12 > max_chars_per_doc (11)"
 
 
 def test_words_doc_gets_server_sentences_when_needed(words: SpacyWords) -> None:

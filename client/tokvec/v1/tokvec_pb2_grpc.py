@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class EmbedServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Per-token embeddings from the server's transformer models.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,19 +58,32 @@ class EmbedServiceStub:
 
 
 class EmbedServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Per-token embeddings from the server's transformer models.
+    """
 
     def Embed(self, request, context):
-        """Embeds a batch of docs; one response per doc (or per chunk of a large doc), in request order.
-        A bad doc fails alone, in its own response; a call the queue has no room for ends at once
-        with RESOURCE_EXHAUSTED naming the limit, before any of its docs is tokenized.
+        """Embeds a batch of docs (at most max_docs_per_request); one response per doc (or per chunk of
+        a large doc), in request order. A bad doc fails alone, in-band; the call fails only for the
+        call statuses listed at the top of this file. A call the queue has no room for ends at once
+        with RESOURCE_EXHAUSTED, before any of its docs is tokenized: back off and retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EmbedStream(self, request_iterator, context):
-        """Bidirectional: docs stream in, results stream back in the order the docs were sent.
+        """Bidirectional: docs stream in, results stream back in the order the docs were sent, each
+        with its index in the stream (the first doc of the first message is 0, counting every doc of
+        every message). At most max_in_flight_per_stream docs are queued or unanswered at once; past
+        that the server stops reading, and HTTP/2 flow control holds the sender.
+
+        A message whose options are bad (any INVALID_ARGUMENT option problem of Embed), that names a
+        model not served, that holds more than max_docs_per_request docs, that finds the server not
+        ready (UNAVAILABLE) or the queue full (RESOURCE_EXHAUSTED), does not end the stream: each of
+        its docs gets that error in-band, and the next message is read as usual. A message that is
+        not valid protobuf (or invalid UTF-8) ends the stream: the results of the docs before it are
+        sent, then the call ends with INVALID_ARGUMENT. Half-closing the request stream ends the call
+        with OK once every doc sent has its result.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,7 +97,8 @@ class EmbedServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Tokenize(self, request, context):
-        """The model's pieces and their alignment to the caller's tokens, for debugging.
+        """The model's pieces and their alignment to the caller's tokens, for debugging. A bad doc fails
+        alone in TokenizedDoc.error; request problems fail the call as in Embed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,7 +136,8 @@ def add_EmbedServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EmbedService:
-    """Missing associated documentation comment in .proto file."""
+    """Per-token embeddings from the server's transformer models.
+    """
 
     @staticmethod
     def Embed(request,

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class VectorsServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Lookups, similarities and nearest neighbours over one static vectors table.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +58,8 @@ class VectorsServiceStub:
 
 
 class VectorsServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Lookups, similarities and nearest neighbours over one static vectors table.
+    """
 
     def VectorsInfo(self, request, context):
         """The served table: name, mode, shape, fingerprint.
@@ -67,21 +69,28 @@ class VectorsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Lookup(self, request, context):
-        """One vector per token for each doc; one response per doc (or per chunk of a large doc), in order.
+        """One vector per token for each doc; one response per doc (or per chunk of a large doc), in
+        order. A bad doc fails alone, in-band (INVALID_ARGUMENT as in Embed; NOT_FOUND for a token
+        with no row under OOV_ERROR); more docs than max_docs_per_request, or an unknown oov or
+        dtype value, fail the call with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Similarity(self, request, context):
-        """Cosine similarity of token, span or doc pairs, as spaCy's .similarity() computes it.
+        """Cosine similarity of token, span or doc pairs, as spaCy's .similarity() computes it. Every
+        score depends on the docs, so a bad doc or item fails the whole call with INVALID_ARGUMENT
+        naming it (`pairs[2].a.start: token 9 is past the end of doc 0 (4 tokens)`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MostSimilar(self, request, context):
-        """The n rows nearest each query by cosine (spaCy's Vectors.most_similar), on the server's device.
+        """The n rows nearest each query by cosine (spaCy's Vectors.most_similar), on the server's
+        device. A query word with no row fails alone in Neighbours.error under OOV_ERROR (NOT_FOUND).
+        A floret table has no word rows to rank: FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,7 +128,8 @@ def add_VectorsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class VectorsService:
-    """Missing associated documentation comment in .proto file."""
+    """Lookups, similarities and nearest neighbours over one static vectors table.
+    """
 
     @staticmethod
     def VectorsInfo(request,

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from tokvec.v1 import tokvec_pb2
+from tokvec.v1 import tokvec_pb2, vectors_pb2
 from tokvec_server import logs
 from tokvec_server.engine import Engine
 from tokvec_server.rpc.auth import TokenAuth, read_tokens
@@ -29,6 +29,7 @@ from tokvec_server.validation import SpacyWords
 log = logging.getLogger("tokvec.server")
 
 SERVICE_NAME = tokvec_pb2.DESCRIPTOR.services_by_name["EmbedService"].full_name
+VECTORS_SERVICE = vectors_pb2.DESCRIPTOR.services_by_name["VectorsService"].full_name
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -107,7 +108,7 @@ class Server:
         self.service = EmbedService(self.engines, settings.limits)
         add_embed_service(self.service, self.server)
         # The vectors service is always there; without --vectors it says how to serve a table.
-        from tokvec_server.vectors import SERVICE as VECTORS_SERVICE, VectorsService, add_vectors_service
+        from tokvec_server.vectors import VectorsService, add_vectors_service
 
         self.vectors = await loop.run_in_executor(None, VectorsService.load, settings.vectors, settings.limits, words)
         add_vectors_service(self.vectors, self.server)
@@ -116,8 +117,7 @@ class Server:
             from grpc_reflection.v1alpha import reflection
 
             reflection.enable_server_reflection([SERVICE_NAME, VECTORS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._set_health(serving=False)
         await self._start_listening(settings)
         for engine in self.engines:
             engine.start()
@@ -138,9 +138,16 @@ class Server:
             self.say(f"tokvec: vectors {table.name} ({table.fingerprint}, {table.mode} mode, {table.n_rows} rows x {table.width}, {table.n_keys} keys) on {self.vectors.device}")
         freeze_startup_objects()
         self.service.ready = self.vectors.ready = True
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(serving=True)
         self.say(f"tokvec: ready: {len(self.engines)} model(s), default {self.engines[0].info.name}")
+
+    async def _set_health(self, serving: bool) -> None:
+        """Every service name the server answers has a health status ("" is the whole server).
+        The VectorsService answers without a table too (FAILED_PRECONDITION, saying how to serve
+        one): its name is known, and NOT_SERVING until a table is there to serve."""
+        vectors = serving and self.vectors.table is not None
+        for name, up in (("", serving), (SERVICE_NAME, serving), (VECTORS_SERVICE, vectors)):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _bind(self, settings: Settings) -> int:
         address = settings.address
@@ -189,8 +196,7 @@ class Server:
 
     async def shutdown(self) -> None:
         """Readiness flips first; new work is refused after drain_s; admitted work finishes within grace_s."""
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._set_health(serving=False)
         if not self._fatal_error and self.settings.drain_s:
             await asyncio.sleep(self.settings.drain_s)
         self.service.ready = self.vectors.ready = False

@@ -178,7 +178,8 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
                     for _ in part:
                         await room.acquire()
                     try:
-                        futures: list[Any] = await engine.embed(part, options, client, deadline)
+                        # Errors name each doc by its place in the stream, the index its result carries.
+                        futures: list[Any] = await engine.embed(part, options, client, deadline, first_index=index)
                     except TokvecError as exc:
                         futures = [exc] * len(part)
                     for doc, future in zip(part, futures):

@@ -84,9 +84,9 @@ class Tok2VecEngine:
         if options.hidden_layers:
             raise InvalidInput(f"options.hidden_layers: model {self.info.name!r} is a spaCy tok2vec: it has no hidden layers to choose from")
 
-    def _prepare(self, docs: list[DocInput]) -> list[Prepared]:
+    def _prepare(self, docs: list[DocInput], first_index: int = 0) -> list[Prepared]:
         checked: list[Tokens | TokvecError] = []
-        for i, doc in enumerate(docs):
+        for i, doc in enumerate(docs, first_index):
             try:
                 checked.append(validation.check_doc(doc, i, self.limits, self.words, need_sents=False))
             except TokvecError as exc:
@@ -102,8 +102,9 @@ class Tok2VecEngine:
         """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""
         self.scheduler.check_room(n_docs, client)
 
-    async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf) -> list[asyncio.Future[DocOutput]]:
-        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error.
+    async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf, first_index: int = 0) -> list[asyncio.Future[DocOutput]]:
+        """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error,
+        naming doc k as ``docs[first_index + k]``.
 
         Raises Overloaded, before any spaCy Doc is made, when the docs would pass the queue's
         bound. Cancelling a future takes its doc out of the queue before it reaches the model."""
@@ -111,7 +112,7 @@ class Tok2VecEngine:
         self.check_room(len(docs), client)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        prepared = await loop.run_in_executor(self._prep, self._prepare, docs)
+        prepared = await loop.run_in_executor(self._prep, self._prepare, docs, first_index)
         if self.metrics is not None:
             self.metrics.PREP.labels(self.info.name).observe(time.perf_counter() - started)
         futures: list[asyncio.Future[DocOutput]] = []
