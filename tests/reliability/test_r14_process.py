@@ -1,6 +1,6 @@
 """R14 process model, the client's half: no gRPC object exists before a fork (the channel opens on
 first use, and a pickled client carries none), so fork and spawn worker pools each get their own
-connection; grpcio and protobuf are pinned. (spaCy's ``nlp.pipe(n_process=2)`` under fork and
+connection; grpcio and protobuf are pinned where the project runs and ranges where it installs. (spaCy's ``nlp.pipe(n_process=2)`` under fork and
 spawn is tested with the spaCy component.)"""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from serving import ROOT, ServerThread
 from tokvec.v1 import tokvec_pb2
@@ -91,35 +92,44 @@ def test_no_grpc_object_before_a_fork(server: ServerThread, tmp_path: Path) -> N
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
-def pins() -> dict[str, str]:
+def requirements() -> dict[str, str]:
     """Requirement name -> version specifier, over the base dependencies and every extra."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
     found: dict[str, str] = {}
-    for requirement in requirements:
-        m = re.match(r"^([A-Za-z0-9_.-]+)\s*(.*)$", requirement)
+    for requirement in list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]:
+        m = re.match(r"^([A-Za-z0-9_.-]+)\s*([^;]*)", requirement)
         assert m, requirement
         found[m.group(1).lower()] = m.group(2).strip()
     return found
 
 
-def test_grpcio_and_protobuf_are_pinned() -> None:
-    """Upgrades of either are gated on the soak (docs/reliability.md R1): an exact pin, installed."""
-    specs = pins()
-    grpc_family = {name: spec for name, spec in specs.items() if name.startswith("grpcio")}
-    assert "grpcio" in grpc_family and "protobuf" in specs
-    versions = set()
-    for name, spec in [*grpc_family.items(), ("protobuf", specs["protobuf"])]:
-        assert spec.startswith("==") and "," not in spec, f"{name}{spec} is not pinned"
-        assert importlib.metadata.version(name) == spec[2:], f"{name}: installed {importlib.metadata.version(name)}, pinned {spec}"
-        if name.startswith("grpcio"):
-            versions.add(spec)
-    assert len(versions) == 1, f"grpcio packages pinned to different versions: {grpc_family}"
+def constraints() -> dict[str, str]:
+    """constraints.txt: name -> pinned version."""
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    return dict(line.split("==") for line in (line.split("#")[0].strip() for line in lines) if line)
 
 
-def test_the_stubs_match_the_pinned_protobuf() -> None:
-    # Generated code names the protobuf release it was made by; the runtime must be that major.
-    source = Path(tokvec_pb2.__file__).read_text()
-    m = re.search(r"Protobuf Python Version: (\d+)\.(\d+)\.(\d+)", source)
-    assert m, "the generated stubs do not say which protobuf made them"
-    assert importlib.metadata.version("protobuf").split(".")[0] == m.group(1)
+def test_grpcio_and_protobuf_are_pinned_where_they_run_and_ranges_where_they_install() -> None:
+    """The image, the scripts and CI run the releases the soak ran on (constraints.txt: exact,
+    installed here, one grpcio release for the whole family); the library asks for ranges that
+    admit them, so that it installs beside other software (tests/test_install.py)."""
+    pinned, wanted = constraints(), requirements()
+    family = {name for name in wanted if name.startswith("grpcio") and name != "grpcio-tools"} | {"protobuf"}
+    assert family <= set(pinned), f"not pinned in constraints.txt: {family - set(pinned)}"
+    assert len({v for n, v in pinned.items() if n.startswith("grpcio")}) == 1, pinned
+    for name in family:
+        assert importlib.metadata.version(name) == pinned[name], f"{name}: installed {importlib.metadata.version(name)}, pinned {pinned[name]}"
+        assert not wanted[name].startswith("=="), f"{name}{wanted[name]}: the library pins it; a range belongs there"
+        assert SpecifierSet(wanted[name]).contains(pinned[name]), f"{name}{wanted[name]} does not admit the pinned {pinned[name]}"
+
+
+def test_the_lower_bounds_are_what_the_stubs_need() -> None:
+    """Generated code asks for at least the releases that made it: those are the lower bounds."""
+    from tokvec.v1 import tokvec_pb2_grpc
+
+    gencode = re.search(r"Protobuf Python Version: (\d+\.\d+)", Path(tokvec_pb2.__file__).read_text())
+    assert gencode, "the generated stubs do not say which protobuf made them"
+    wanted = requirements()
+    assert f">={gencode.group(1)}" in wanted["protobuf"].split(","), (gencode.group(1), wanted["protobuf"])
+    grpc_made = ".".join(tokvec_pb2_grpc.GRPC_GENERATED_VERSION.split(".")[:2])
+    assert wanted["grpcio"] == f">={grpc_made}", (grpc_made, wanted["grpcio"])

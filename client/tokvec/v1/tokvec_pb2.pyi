@@ -2,8 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -184,7 +183,7 @@ class DocResult(_message.Message):
     piece_start: int
     doc_vector: Tensor
     more: bool
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., tokens: _Optional[_Union[Tensor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., no_piece: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[int]] = ..., pieces: _Optional[_Union[Pieces, _Mapping]] = ..., piece_start: _Optional[int] = ..., doc_vector: _Optional[_Union[Tensor, _Mapping]] = ..., more: _Optional[bool] = ...) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., tokens: _Optional[_Union[Tensor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., no_piece: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[int]] = ..., pieces: _Optional[_Union[Pieces, _Mapping]] = ..., piece_start: _Optional[int] = ..., doc_vector: _Optional[_Union[Tensor, _Mapping]] = ..., more: bool = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("result",)
@@ -222,7 +221,7 @@ class ModelInfo(_message.Message):
     dtype: DType
     n_layers: int
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ..., width: _Optional[int] = ..., max_length: _Optional[int] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., n_layers: _Optional[int] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ..., width: _Optional[int] = ..., max_length: _Optional[int] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., n_layers: _Optional[int] = ..., is_default: bool = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_docs_per_request", "max_tokens_per_doc", "max_chars_per_doc", "max_message_bytes", "max_batch_items", "max_wait_ms", "max_in_flight_per_stream", "rearrival_ms", "max_queued_docs", "max_queued_pieces")

@@ -5,7 +5,7 @@ import warnings
 
 from tokvec.v1 import tokvec_pb2 as tokvec_dot_v1_dot_tokvec__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.71.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in tokvec/v1/tokvec_pb2_grpc.py depends on'
+        + f' but the generated code in tokvec/v1/tokvec_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class EmbedServiceStub:
+class EmbedServiceStub(object):
     """Per-token embeddings from the server's transformer models.
     """
 
@@ -57,7 +57,7 @@ class EmbedServiceStub:
                 _registered_method=True)
 
 
-class EmbedServiceServicer:
+class EmbedServiceServicer(object):
     """Per-token embeddings from the server's transformer models.
     """
 
@@ -135,7 +135,7 @@ def add_EmbedServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EmbedService:
+class EmbedService(object):
     """Per-token embeddings from the server's transformer models.
     """
 

@@ -3,8 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -77,7 +76,7 @@ class TokenVectors(_message.Message):
     oov: _containers.RepeatedScalarFieldContainer[int]
     doc_vector: _tokvec_pb2.Tensor
     more: bool
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[_tokvec_pb2.Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., vectors: _Optional[_Union[_tokvec_pb2.Tensor, _Mapping]] = ..., oov: _Optional[_Iterable[int]] = ..., doc_vector: _Optional[_Union[_tokvec_pb2.Tensor, _Mapping]] = ..., more: _Optional[bool] = ...) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[_tokvec_pb2.Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., vectors: _Optional[_Union[_tokvec_pb2.Tensor, _Mapping]] = ..., oov: _Optional[_Iterable[int]] = ..., doc_vector: _Optional[_Union[_tokvec_pb2.Tensor, _Mapping]] = ..., more: bool = ...) -> None: ...
 
 class LookupResponse(_message.Message):
     __slots__ = ("result",)
@@ -165,7 +164,7 @@ class Neighbours(_message.Message):
     words: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, error: _Optional[_Union[_tokvec_pb2.Error, _Mapping]] = ..., oov: _Optional[bool] = ..., keys: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    def __init__(self, error: _Optional[_Union[_tokvec_pb2.Error, _Mapping]] = ..., oov: bool = ..., keys: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class MostSimilarResponse(_message.Message):
     __slots__ = ("results",)

@@ -5,7 +5,7 @@ import warnings
 
 from tokvec.v1 import vectors_pb2 as tokvec_dot_v1_dot_vectors__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.71.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in tokvec/v1/vectors_pb2_grpc.py depends on'
+        + f' but the generated code in tokvec/v1/vectors_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class VectorsServiceStub:
+class VectorsServiceStub(object):
     """Lookups, similarities and nearest neighbours over one static vectors table.
     """
 
@@ -57,7 +57,7 @@ class VectorsServiceStub:
                 _registered_method=True)
 
 
-class VectorsServiceServicer:
+class VectorsServiceServicer(object):
     """Lookups, similarities and nearest neighbours over one static vectors table.
     """
 
@@ -127,7 +127,7 @@ def add_VectorsServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class VectorsService:
+class VectorsService(object):
     """Lookups, similarities and nearest neighbours over one static vectors table.
     """
 
