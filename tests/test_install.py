@@ -41,6 +41,8 @@ def test_the_client_installs_beside_older_grpcio_and_protobuf(tmp_path: Path, mi
     pip(python, "install", "-q", str(ROOT))
     installed = {p["name"].lower(): p["version"] for p in json.loads(pip(python, "list", "--format", "json"))}
     assert {name: installed[name] for name in OLDEST} == OLDEST, "installing tokvec changed grpcio or protobuf"
+    site = subprocess.run([str(python), "-c", "import tokvec, pathlib; print(pathlib.Path(tokvec.__file__).parent)"], capture_output=True, text=True, check=True)
+    assert (Path(site.stdout.strip()) / "py.typed").is_file(), "the installed client ships no py.typed"
 
     docs = [{"words": d["words"], "spaces": d["spaces"]} for d in ewt_docs[:3]]
     out = tmp_path / "rows.npy"
