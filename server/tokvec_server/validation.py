@@ -106,9 +106,10 @@ def check_doc(doc: DocInput, index: int, limits: Limits, words: SpacyWords, need
         given = len(getattr(doc, name))
         if given and given != n:
             raise InvalidInput(f"{where}.{name}: {given} values for {n} words")
-    longest = max(range(n), key=lambda i: len(doc.words[i]))
-    if len(doc.words[longest]) > limits.max_word_chars:
-        raise limit_error(f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars)
+    if limits.max_word_chars:
+        longest = max(range(n), key=lambda i: len(doc.words[i]))
+        if len(doc.words[longest]) > limits.max_word_chars:
+            raise limit_error(f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars)
     spaces = list(doc.spaces) or [False] * n
     chars = sum(len(w) for w in doc.words) + sum(spaces)
     if chars > limits.max_chars_per_doc:
