@@ -8,4 +8,4 @@ command -v "$python" >/dev/null || python=python3
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build of torch; a bare "torch" requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[server,test,deploy]"
+.venv/bin/python -m pip install -q -e ".[server,test,deploy,ray]"
