@@ -11,9 +11,11 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -88,3 +90,28 @@ def test_ray_data_embeds_every_doc_once_with_the_clis_rows(minilm: Any, second: 
     for r in back:
         assert r["rows"].shape == rows[r["id"]].shape and r["rows"].dtype == np.float32
         np.testing.assert_allclose(r["rows"], rows[r["id"]], atol=1e-5)
+
+
+def test_embed_sends_a_lost_servers_docs_to_the_other(minilm: Any, tmp_path: Path, ewt_docs: list[dict[str, Any]]) -> None:
+    docs = corpus(tmp_path / "in.jsonl", ewt_docs)
+    doomed = ServerProcess()
+    out = tmp_path / "rows"
+    # --wait 900: were the run to wait for the dead server before it ends, it would time out below.
+    cli = subprocess.Popen([sys.executable, "-m", "tokvec", "embed", str(tmp_path / "in.jsonl"), "--server", minilm.address, "--server", doomed.address,
+                            "--output", str(out), "--wait", "900"], stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        index = tmp_path / "rows.partial" / "index.jsonl"
+        deadline = time.monotonic() + 300
+        while not (index.exists() and index.read_bytes().count(b"\n") >= 30) and cli.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        doomed.proc.kill()
+        _, err = cli.communicate(timeout=600)
+    finally:
+        cli.kill()
+        doomed.stop()
+    assert cli.returncode == 0, err
+    assert f"lost {doomed.address}" in err
+    ids = [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(docs)  # every doc once, the lost server's too
+    with open_rows(out) as rows:
+        assert all(rows[d["id"]].shape == (len(d["words"]), 384) for d in docs)

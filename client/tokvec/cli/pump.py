@@ -44,17 +44,25 @@ class Pump:
         self.exhausted = False
         self.in_flight = 0
         self.fingerprint = ""
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # an item queued again, a result in: waiting lanes look again
+        self._complete = asyncio.Event()  # every doc done or given up
 
     async def run(self) -> None:
         lanes = [asyncio.create_task(self._lane(a)) for a in self.addresses]
+        complete = asyncio.create_task(self._complete.wait())
         try:
-            for lane in asyncio.as_completed(lanes):
-                await lane  # a Fatal from any lane ends the run (the others are cancelled below)
+            pending = {*lanes, complete}
+            # Until every doc is done, a lane fails (Fatal ends the run), or every lane has given
+            # up; a lane still waiting for its server when the work is done is cancelled.
+            while not complete.done() and any(not lane.done() for lane in lanes):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not complete:
+                        task.result()
         finally:
-            for lane in lanes:
-                lane.cancel()
-            await asyncio.gather(*lanes, return_exceptions=True)
+            for task in (*lanes, complete):
+                task.cancel()
+            await asyncio.gather(*lanes, complete, return_exceptions=True)
         if not self._finished():
             raise Fatal(f"no server to send the remaining docs to ({', '.join(self.addresses)}: not ready within --wait {self.wait_s:g}s)")
 
@@ -102,7 +110,7 @@ class Pump:
         sent: dict[int, Item] = {}
         room = asyncio.Semaphore(window)
         count = 0
-        draining = False
+        draining = closed = False
 
         async def batches() -> Any:
             nonlocal count
@@ -118,6 +126,13 @@ class Pump:
                 while len(batch) < self.batch_size and not room.locked() and (more := self._take_now()) is not None:
                     await room.acquire()
                     batch.append(more)
+                if closed:
+                    # gRPC may ask a dead call's request iterator for one more message after
+                    # the stream is gone: what it took goes back, or it would be lost.
+                    for it in batch:
+                        heapq.heappush(self.retry, (time.monotonic(), next(self._order), it))
+                    self._changed.set()
+                    return
                 for it in batch:
                     sent[count] = it
                     count += 1
@@ -136,6 +151,7 @@ class Pump:
                     self._changed.set()
         finally:
             # The stream broke (or the run ends): what it still held goes again, on any lane.
+            closed = True
             self.in_flight -= len(sent)
             for item in sent.values():
                 self._again(item, "its server went away", grpc.StatusCode.UNAVAILABLE)
@@ -178,6 +194,7 @@ class Pump:
         """The next doc to send; None once every doc is done or given up."""
         while (item := self._take_now()) is None:
             if self._finished():
+                self._complete.set()
                 self._changed.set()  # wake the other lanes: they are done too
                 return None
             self._changed.clear()
