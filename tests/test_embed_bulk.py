@@ -148,3 +148,34 @@ def test_open_rows_reads_every_format(minilm: Any, reference: dict[str, np.ndarr
             with pytest.raises(ValueError, match="read-only"):
                 rows[docs[0]["id"]][0, 0] = 0.0
         np.testing.assert_allclose(folder["long-token"], npz["long-token"], atol=1e-5)
+
+
+def test_progress_bar_on_a_terminal_and_none_on_a_pipe(minilm: Any, tmp_path: Path, ewt_docs: list[dict[str, Any]]) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    corpus(tmp_path / "in.jsonl", ewt_docs[:30])
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal 160 columns wide
+    cli = subprocess.Popen([*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", minilm.address, "--output", str(tmp_path / "rows")],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower, env=ENV)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal's other end closed: the CLI is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert cli.wait(timeout=60) == 0
+    screen = seen.decode(errors="replace")
+    assert "100%|" in screen and "30 docs, " in screen and " tokens/s" in screen  # tqdm's bar: rate, ETA, docs, tokens
+    assert "tokvec embed: 30 docs" in screen.splitlines()[-1]  # the summary line stays
+    piped = embed(str(tmp_path / "in.jsonl"), "--server", minilm.address, "--output", str(tmp_path / "again"))
+    assert piped.returncode == 0 and piped.stderr.splitlines() == [piped.stderr.strip()]  # the summary line alone
+    assert "%|" not in piped.stderr

@@ -125,7 +125,7 @@ def _stopped(state: Run, message: str, code: int = 1) -> int:
     print(message, file=sys.stderr)
     if state.writer is not None and not len(state.writer.done):
         state.output.discard()
-    elif state.output.partial.exists():
+    elif state.writer is not None:
         print(f"tokvec embed: {len(state.done):,} docs are in {state.output.partial}; run again with --resume to go on", file=sys.stderr)
     return code
 

@@ -8,7 +8,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import grpc
 
@@ -112,7 +112,7 @@ class Pump:
         count = 0
         draining = closed = False
 
-        async def batches() -> Any:
+        async def batches() -> AsyncIterator[list[dict[str, Any]]]:
             nonlocal count
             while True:
                 await room.acquire()
