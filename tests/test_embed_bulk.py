@@ -17,19 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving import DATA, ServerProcess
+from serving import ENV, ServerProcess, corpus
 from tokvec import Client, open_rows
 
 TOKVEC = [sys.executable, "-m", "tokvec"]
-ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
 LONG_TOKEN = "data:image/png;base64," + "iVBORw0KGgo" * 271  # 3,003 characters, one token
-
-
-def corpus(path: Path, docs: list[dict[str, Any]], copies: int = 1) -> list[dict[str, Any]]:
-    """``copies`` of ``docs`` with ids made unique, written as JSONL; the docs written."""
-    out = [dict(d, id=f"{d['id']}#{k}") for k in range(copies) for d in docs]
-    path.write_text("".join(json.dumps(d) + "\n" for d in out))
-    return out
 
 
 def embed(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -25,8 +25,7 @@ import pytest
 import ray
 
 import tokvec.ray
-from serving import ServerProcess
-from test_embed_bulk import ENV, corpus
+from serving import ENV, ServerProcess, corpus
 from tokvec import open_rows
 
 # Ray Data's own defaults trip its deprecation warnings (DataContext), whatever the caller does.

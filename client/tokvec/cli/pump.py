@@ -82,7 +82,7 @@ class Pump:
                     raise Fatal(f"{address} serves {model.name} ({model.fingerprint}), the run's other rows come from {self.fingerprint}")
                 self.fingerprint = model.fingerprint
                 self.started(address, info)
-                window = max(self.batch_size, info.limits.get("max_in_flight_per_stream", 0) or 256)
+                window = self._window(info)
                 try:
                     await self._stream(client, window)
                 except ServerError as exc:
@@ -91,6 +91,12 @@ class Pump:
                     self.say(f"tokvec embed: lost {address} ({exc.code.name}: {exc.details}); its docs go again")
         finally:
             await client.close()
+
+    def _window(self, info: ServerInfo) -> int:
+        """Docs one stream keeps in flight: as many as the server lets a stream have, and no more
+        than its queue takes (past that, a lone caller would only be refused and send them again)."""
+        limits = [info.limits.get(k, 0) for k in ("max_in_flight_per_stream", "max_queued_docs")]
+        return max(self.batch_size, min([n for n in limits if n > 0] or [256]))
 
     async def _ready(self, client: AsyncClient, address: str) -> bool:
         try:
