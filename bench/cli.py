@@ -1,6 +1,6 @@
-"""`tokvec embed` as a user runs it, beside the raw in-process forward, in one run: one CLI process
-over 4x EWT test, four CLI processes at once (one copy of EWT test each), and the CLI's peak RSS over
-1x and 10x EWT test. Each CLI run's own CPU time per word comes from the kernel (wait4 rusage).
+"""`tokvec embed` as a user runs it, beside the raw in-process forward and the bench's own clients
+(run.py's 8 x 16 docs/request), in one run: one CLI process over 4x EWT test, four CLI processes at
+once (one copy of EWT test each), and the CLI's peak RSS over 1x and 10x EWT test. Each CLI run's own CPU time per word comes from the kernel (wait4 rusage).
 
     python bench/cli.py [--rounds 3] [--copies 4] [--rss-copies 10] [--server HOST:PORT]
 
@@ -12,6 +12,7 @@ report gives their median (lower median: a figure some round produced) and every
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
@@ -24,6 +25,7 @@ from statistics import median_low
 from typing import Any, Callable
 
 from corpus import SPANS, load_docs, n_words
+from load import drive
 from run import child_json, machine, say
 from server import ServerProcess
 
@@ -65,7 +67,7 @@ def cli_runs(address: str, inputs: list[Path], work: Path) -> dict[str, Any]:
 class CliBench:
     def __init__(self, args: argparse.Namespace, address: str, work: Path) -> None:
         self.args, self.address, self.work = args, address, work
-        docs = load_docs()
+        docs = self.docs = load_docs()
         self.words_1x = n_words(docs)
         self.big = work / "big.jsonl"
         self.big_words = write_corpus(self.big, docs, range(args.copies))
@@ -80,6 +82,11 @@ class CliBench:
             r["raw"] = child_json(sys.executable, "raw_forward.py", False, "--backend", "torch")
             say(f"raw forward: {r['raw']['sorted']['words_per_s']:,.0f} words/s (sorted)")
 
+        def clients() -> None:  # the bench's own load (run.py's 8 x 16): what the server gives, whoever asks
+            result = asyncio.run(drive(self.address, self.docs, 8, 16))
+            r["clients"] = {"words_per_s": result.words_per_s, "seconds": result.seconds}
+            say(f"8 bench clients x 16 docs/request, 1x EWT: {result.words_per_s:,.0f} words/s")
+
         def one() -> None:
             r["one"] = self._settle(cli_runs(self.address, [self.big], self.work), self.big_words)
             say(f"1 CLI process, {self.args.copies}x EWT: {r['one']['words_per_s']:,.0f} words/s, {r['one']['cpu_us_per_word']:.1f} us CPU/word")
@@ -88,11 +95,11 @@ class CliBench:
             r["four"] = self._settle(cli_runs(self.address, self.parts, self.work), self.parts_words)
             say(f"4 CLI processes, 1x EWT each: {r['four']['words_per_s']:,.0f} words/s, {r['four']['cpu_us_per_word']:.1f} us CPU/word")
 
-        steps: list[Callable[[], None]] = [raw, one, four]
+        steps: list[Callable[[], None]] = [raw, clients, one, four]
         for step in reversed(steps) if reverse else steps:
             step()
         raw_speed = r["raw"]["sorted"]["words_per_s"]
-        for key in ("one", "four"):
+        for key in ("clients", "one", "four"):
             r[key]["vs_raw"] = r[key]["words_per_s"] / raw_speed
         self.rounds.append(r)
 
@@ -118,8 +125,10 @@ class CliBench:
 
 def summary(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
     ratios = [r[key]["vs_raw"] for r in rounds]
-    return {"vs_raw_median": median_low(ratios), "vs_raw_rounds": ratios, "words_per_s_rounds": [r[key]["words_per_s"] for r in rounds],
-            "cpu_us_per_word_rounds": [r[key]["cpu_us_per_word"] for r in rounds]}
+    out = {"vs_raw_median": median_low(ratios), "vs_raw_rounds": ratios, "words_per_s_rounds": [r[key]["words_per_s"] for r in rounds]}
+    if "cpu_us_per_word" in rounds[0][key]:
+        out["cpu_us_per_word_rounds"] = [r[key]["cpu_us_per_word"] for r in rounds]
+    return out
 
 
 def report(results: dict[str, Any]) -> str:
@@ -130,6 +139,9 @@ def report(results: dict[str, Any]) -> str:
              "| setting | words/s by round | vs raw forward by round | median ratio | CLI CPU per word |", "| --- | --- | --- | ---: | --- |"]
     raw = [r["raw"]["sorted"]["words_per_s"] for r in results["rounds"]]
     lines.append(f"| raw torch forward in-process, length-sorted | {', '.join(f'{w:,.0f}' for w in raw)} | 1.00 | 1.00x | |")
+    c = results["clients"]
+    lines.append(f"| the bench's own 8 clients x 16 docs/request (run.py), 1x EWT test | {', '.join(f'{w:,.0f}' for w in c['words_per_s_rounds'])} "
+                 f"| {', '.join(f'{x:.2f}' for x in c['vs_raw_rounds'])} | {c['vs_raw_median']:.2f}x | |")
     for key, name in (("one", f"1 `tokvec embed` process, {s['copies']}x EWT test"), ("four", "4 `tokvec embed` processes at once, 1x EWT test each")):
         v = results[key]
         lines.append(f"| {name} | {', '.join(f'{w:,.0f}' for w in v['words_per_s_rounds'])} | {', '.join(f'{x:.2f}' for x in v['vs_raw_rounds'])} "
@@ -165,7 +177,8 @@ def main() -> int:
             server.stop()
     results = {"machine": {**info, "load_avg_end": os.getloadavg()},
                "settings": {"spans": SPANS, "rounds": args.rounds, "copies": args.copies, "rss_copies": args.rss_copies, "words_1x": bench.words_1x},
-               "one": summary(bench.rounds, "one"), "four": summary(bench.rounds, "four"), "rss": rss, "rounds": bench.rounds}
+               "clients": summary(bench.rounds, "clients"), "one": summary(bench.rounds, "one"), "four": summary(bench.rounds, "four"),
+               "rss": rss, "rounds": bench.rounds}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cli.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "CLI.md").write_text(report(results))
