@@ -9,4 +9,4 @@ command -v "$python" >/dev/null || python=python3
 # The CPU build of torch; a bare "torch" requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
 # constraints.txt: the grpcio and protobuf releases the soak ran on (the library itself takes ranges).
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[server,test,deploy]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[server,test,deploy,ray]"

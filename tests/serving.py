@@ -4,6 +4,7 @@ thread (so a test can reach the fake runner's fault hooks). Both bind 127.0.0.1:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,15 @@ from tokvec_server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "ewt"
+# What a command-line tool under test runs with: offline, unbuffered.
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+
+
+def corpus(path: Path, docs: list[dict[str, Any]], copies: int = 1) -> list[dict[str, Any]]:
+    """``copies`` of ``docs`` with ids made unique (``ID#copy``), written as JSONL; the docs written."""
+    out = [dict(d, id=f"{d['id']}#{k}") for k in range(copies) for d in docs]
+    path.write_text("".join(json.dumps(d) + "\n" for d in out))
+    return out
 
 
 class ServerProcess:

@@ -16,7 +16,7 @@ import numpy as np
 from serving import ROOT, ServerProcess
 from tokvec import Client
 
-OLDEST = {"grpcio": "1.71.0", "protobuf": "5.29.0"}  # the lower bounds in pyproject.toml
+OLDEST = {"grpcio": "1.71.0", "grpcio-health-checking": "1.71.0", "protobuf": "5.29.0"}  # the lower bounds in pyproject.toml
 CLIENT = """
 import json, sys
 import numpy as np
@@ -40,7 +40,7 @@ def test_the_client_installs_beside_older_grpcio_and_protobuf(tmp_path: Path, mi
     pip(python, "install", "-q", *pins)
     pip(python, "install", "-q", str(ROOT))
     installed = {p["name"].lower(): p["version"] for p in json.loads(pip(python, "list", "--format", "json"))}
-    assert {name: installed[name] for name in OLDEST} == OLDEST, "installing tokvec changed grpcio or protobuf"
+    assert {name: installed[name] for name in OLDEST} == OLDEST, "installing tokvec changed grpcio, its health checking, or protobuf"
     site = subprocess.run([str(python), "-c", "import tokvec, pathlib; print(pathlib.Path(tokvec.__file__).parent)"], capture_output=True, text=True, check=True)
     assert (Path(site.stdout.strip()) / "py.typed").is_file(), "the installed client ships no py.typed"
 

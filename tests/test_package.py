@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_public_names_are_pinned():
     assert tokvec.__all__ == [
-        "AsyncClient", "Client", "Credentials", "DocError", "Embedding", "ModelInfo", "Pieces",
-        "ServerError", "ServerInfo", "TokenizedDoc", "TokvecError", "VectorsClient", "__version__",
+        "AsyncClient", "Client", "Credentials", "DocError", "Embedding", "ModelInfo", "Pieces", "Rows",
+        "ServerError", "ServerInfo", "TokenizedDoc", "TokvecError", "VectorsClient", "__version__", "open_rows",
     ]
     for name in tokvec.__all__:
         assert hasattr(tokvec, name)

@@ -6,6 +6,7 @@ from tokvec._wire import Embedding, Pieces
 from tokvec.aio import AsyncClient
 from tokvec.client import Client
 from tokvec.errors import DocError, ServerError, TokvecError
+from tokvec.rows import Rows, open_rows
 from tokvec.vectors import VectorsClient
 
 __version__ = "0.1.0"
@@ -18,10 +19,12 @@ __all__ = [
     "Embedding",
     "ModelInfo",
     "Pieces",
+    "Rows",
     "ServerError",
     "ServerInfo",
     "TokenizedDoc",
     "TokvecError",
     "VectorsClient",
     "__version__",
+    "open_rows",
 ]

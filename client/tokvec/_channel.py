@@ -28,6 +28,9 @@ SERVICE_CONFIG = json.dumps({
     }],
 })
 
+# The service whose health says the server is ready (the server sets it SERVING after warmup).
+SERVICE = "tokvec.v1.EmbedService"
+
 # Client.embed resends a whole Embed cut short by UNAVAILABLE after each of these pauses (seconds).
 RETRY_PAUSES = (0.1, 0.3, 1.0, 2.0)
 

@@ -7,11 +7,12 @@ from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokvec import _wire
-from tokvec._channel import RETRY_PAUSES, Credentials, open_channel, target
+from tokvec._channel import RETRY_PAUSES, SERVICE, Credentials, open_channel, target
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
-from tokvec.errors import from_rpc_error
+from tokvec.errors import ServerError, from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 
@@ -46,9 +47,13 @@ class AsyncClient:
     @property
     def stub(self) -> pb_grpc.EmbedServiceStub:
         if self._stub is None:
-            self._channel = open_channel(self.target, self.credentials, aio=True)
-            self._stub = pb_grpc.EmbedServiceStub(self._channel)
+            self._stub = pb_grpc.EmbedServiceStub(self._open())
         return self._stub
+
+    def _open(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = open_channel(self.target, self.credentials, aio=True)
+        return self._channel
 
     def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
         chosen = dict(self.defaults)
@@ -103,19 +108,28 @@ class AsyncClient:
         dtype: str | None = None,
         outputs: Iterable[str] = ("tokens",),
     ) -> AsyncIterator[_wire.Embedding]:
+        async for result in self.stream_batches(_batched(docs, batch_size), pooling=pooling, spans=spans, dtype=dtype, outputs=outputs):
+            yield result
+
+    async def stream_batches(
+        self,
+        batches: AsyncIterable[Sequence[_wire.DocLike]],
+        *,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+        outputs: Iterable[str] = ("tokens",),
+    ) -> AsyncIterator[_wire.Embedding]:
+        """``stream`` with the caller forming the messages: each batch goes out as soon as it is
+        yielded, so a caller that holds back docs (a window of its own) never strands a part-filled
+        batch. ``index`` runs on across batches; results come back in order."""
         opts = self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs))
 
         async def requests() -> AsyncIterator[pb.EmbedStreamRequest]:
-            batch: list[pb.Doc] = []
             index = 0
-            async for doc in _aiter(docs):
-                batch.append(_wire.to_doc(doc, index))
-                index += 1
-                if len(batch) == batch_size:
-                    yield pb.EmbedStreamRequest(options=opts, docs=batch)
-                    batch = []
-            if batch:
-                yield pb.EmbedStreamRequest(options=opts, docs=batch)
+            async for batch in batches:
+                yield pb.EmbedStreamRequest(options=opts, docs=[_wire.to_doc(d, index + i) for i, d in enumerate(batch)])
+                index += len(batch)
 
         assembler = _wire.Assembler()
         call = self.stub.EmbedStream(requests(), metadata=self.metadata)
@@ -127,6 +141,22 @@ class AsyncClient:
             raise from_rpc_error(exc, self.target) from None
         finally:
             call.cancel()
+
+    async def wait_ready(self, timeout: float | None) -> None:
+        """Return once the server reports SERVING (standard gRPC health): waits through a server
+        that is not listening yet (wait-for-ready) or still loading its model. ServerError
+        (DEADLINE_EXCEEDED) if it is not ready within ``timeout`` seconds."""
+        health = health_pb2_grpc.HealthStub(self._open())
+        call = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, wait_for_ready=True, metadata=self.metadata)
+        try:
+            async for response in call:
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        finally:
+            call.cancel()
+        raise ServerError("the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target)
 
     async def info(self) -> ServerInfo:
         try:
@@ -154,6 +184,17 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _batched(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike], size: int) -> AsyncIterator[list[_wire.DocLike]]:
+    batch: list[_wire.DocLike] = []
+    async for doc in _aiter(docs):
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def _aiter(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike]) -> AsyncIterator[_wire.DocLike]:

@@ -7,11 +7,12 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokvec import _wire
-from tokvec._channel import RETRY_PAUSES, Credentials, open_channel, target
+from tokvec._channel import RETRY_PAUSES, SERVICE, Credentials, open_channel, target
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
-from tokvec.errors import from_rpc_error
+from tokvec.errors import ServerError, from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 
@@ -49,9 +50,29 @@ class Client:
     @property
     def stub(self) -> pb_grpc.EmbedServiceStub:
         if self._stub is None:
-            self._channel = open_channel(self.target, self.credentials, aio=False)
-            self._stub = pb_grpc.EmbedServiceStub(self._channel)
+            self._stub = pb_grpc.EmbedServiceStub(self._open())
         return self._stub
+
+    def _open(self) -> grpc.Channel:
+        if self._channel is None:
+            self._channel = open_channel(self.target, self.credentials, aio=False)
+        return self._channel
+
+    def wait_ready(self, timeout: float | None) -> None:
+        """Return once the server reports SERVING (standard gRPC health): waits through a server
+        that is not listening yet (wait-for-ready) or still loading its model. ServerError
+        (DEADLINE_EXCEEDED) if it is not ready within ``timeout`` seconds."""
+        health = health_pb2_grpc.HealthStub(self._open())
+        call = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, wait_for_ready=True, metadata=self.metadata)
+        try:
+            for response in call:
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        finally:
+            call.cancel()
+        raise ServerError("the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target)
 
     def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
         chosen = dict(self.defaults)

@@ -18,7 +18,10 @@ class Limits:
     max_docs_per_request: int = 1024
     max_tokens_per_doc: int = 16384
     max_chars_per_doc: int = 200_000
-    max_word_chars: int = 2048
+    # 0: no limit of its own. A 3,000-character token (a data URI, a long URL, minified code) is
+    # ordinary web text that spaCy tokenizes: by default a word may be as long as the doc allows
+    # (max_chars_per_doc). Operators who want a tighter bound set it.
+    max_word_chars: int = 0
     max_id_chars: int = 256
     # Incoming messages; responses are chunked to stay under the 4 MiB gRPC default.
     max_message_bytes: int = 16 * MiB

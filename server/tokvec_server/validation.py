@@ -109,9 +109,10 @@ def check_doc(doc: DocInput, index: int, limits: Limits, words: SpacyWords, need
         given = len(getattr(doc, name))
         if given and given != n:
             raise InvalidInput(f"{where}.{name}: {given} values for {n} words")
-    longest = max(range(n), key=lambda i: len(doc.words[i]))
-    if len(doc.words[longest]) > limits.max_word_chars:
-        raise limit_error(f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars)
+    if limits.max_word_chars:
+        longest = max(range(n), key=lambda i: len(doc.words[i]))
+        if len(doc.words[longest]) > limits.max_word_chars:
+            raise limit_error(f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars)
     # Omitted spaces mean spaCy's default for Doc(vocab, words): a space after every word. The
     # Python client's word lists have always sent that; the wire now means it too (tokvec.proto).
     spaces = list(doc.spaces) or [True] * n

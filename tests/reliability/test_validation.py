@@ -131,9 +131,8 @@ CATALOGUE: list[Case] = [
     Case("spaces-short", embed(doc("a", "b", spaces=[True])), re.escape("docs[0].spaces: 1 values for 2 words"), "doc"),
     Case("spaces-long", embed(doc("a", "b", spaces=[True, True, True])), re.escape("docs[0].spaces: 3 values for 2 words"), "doc"),
     Case("sent-starts-mismatch", embed(doc("a", "b", sent_starts=[True])), re.escape("docs[0].sent_starts: 1 values for 2 words"), "doc"),
-    Case("word-too-long", embed(doc("ok", "w" * 2049)), limit("docs[0].words[1]", 2049, "max_word_chars", 2048), "doc"),
-    Case("word-of-1-mib", embed(doc("w" * MiB)), limit("docs[0].words[0]", MiB, "max_word_chars", 2048), "doc"),
-    # No spaces sent: one after every word (spaCy's default), so 100 x 2001 characters + 100 spaces.
+    # No spaces sent: one after every word (spaCy's default).
+    Case("word-of-1-mib", embed(doc("w" * MiB)), limit("docs[0] text", MiB + 1, "max_chars_per_doc", 200_000), "doc"),
     Case("words-chars-over-limit", embed(doc(*["c" * 2001] * 100)), limit("docs[0] text", 200_200, "max_chars_per_doc", 200_000), "doc"),
     Case("text-over-limit", embed(pb.Doc(text="t" * 200_001)), limit("docs[0].text", 200_001, "max_chars_per_doc", 200_000), "doc"),
     Case("text-tokens-over-limit", embed(pb.Doc(text="a " * 16385)), limit("docs[0].text tokens", 16385, "max_tokens_per_doc", 16384), "doc"),
@@ -158,6 +157,7 @@ CATALOGUE: list[Case] = [
     Case("empty-doc", embed(pb.Doc()), where="ok", rows=(0,)),
     Case("zero-docs", embed(), where="ok", rows=()),
     Case("empty-words-and-text", embed(pb.Doc(id="e", words=[], text="")), where="ok", rows=(0,)),
+    Case("word-of-3000-chars", embed(doc("see", "data:image/png;base64," + "iVBORw0KGgo" * 271, ".")), where="ok", rows=(3,)),
     Case("whitespace-words", embed(doc(" ", "\n\n", "\t", "\u00a0")), where="ok", rows=(4,)),
     Case("control-characters", embed(doc("\x00", "a\x01b", "\u200b", "\U0010ffff")), where="ok", rows=(4,)),
     Case("unknown-field", VALID + ld(99, b"ignored"), where="ok", rows=(2,)),

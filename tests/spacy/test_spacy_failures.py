@@ -44,8 +44,8 @@ def test_a_dead_address_in_the_list_is_skipped(minilm: Any, blank_en: Any, texts
 
 def test_a_refused_doc_names_the_doc_and_the_limit(minilm: Any, blank_en: Any) -> None:
     blank_en.add_pipe("tokvec_transformer", config={"address": minilm.address})
-    with pytest.raises(PipelineError, match=r"refused doc 0.*2048") as caught:
-        blank_en("a" * 3000)
+    with pytest.raises(PipelineError, match=r"refused doc 0.*max_tokens_per_doc \(16384\)") as caught:
+        blank_en("a " * 16385)
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 

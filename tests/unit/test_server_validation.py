@@ -50,9 +50,15 @@ def test_id_too_long(words: SpacyWords) -> None:
     assert refused(DocInput(id="x" * 257, words=["a"]), words) == "docs[0].id: 257 > max_id_chars (256)"
 
 
-def test_word_too_long(words: SpacyWords) -> None:
-    msg = refused(DocInput(words=["a", "b" * 2049, "c"]), words, index=2)
+def test_word_too_long_when_an_operator_sets_max_word_chars(words: SpacyWords) -> None:
+    msg = refused(DocInput(words=["a", "b" * 2049, "c"]), words, Limits(max_word_chars=2048), index=2)
     assert msg == "docs[2].words[1]: 2049 > max_word_chars (2048)"
+
+
+def test_by_default_a_word_may_be_as_long_as_the_doc_allows(words: SpacyWords) -> None:
+    longest = LIMITS.max_chars_per_doc - 2  # "a", a space, then the one long word
+    assert [len(w) for w in check_doc(DocInput(words=["a", "b" * longest], spaces=[True, False]), 0, LIMITS, words, False).words] == [1, longest]
+    assert refused(DocInput(words=["a", "b" * (longest + 1)], spaces=[True, False]), words) == f"docs[0] text: {LIMITS.max_chars_per_doc + 1} > max_chars_per_doc ({LIMITS.max_chars_per_doc})"
 
 
 def test_words_text_too_long(words: SpacyWords) -> None:
