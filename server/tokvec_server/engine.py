@@ -1,5 +1,7 @@
 """The server's core, free of protobuf: validate and plan docs off the event loop, queue their
-spans, and hand back one awaitable result per doc, in order."""
+spans, and hand back one awaitable result per doc, in order. One pipeline for every runner: the
+runner plans its own docs (wordpieces for a transformer, the tokens themselves for a spaCy
+tok2vec) and the rest (queue, model thread, deadlines, out of memory, collection) is shared."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from tokvec_server import validation
-from tokvec_server.alignment import DocPlan, Specials, plan_docs
+from tokvec_server.alignment import DocPlan
 from tokvec_server.batching import collect
 from tokvec_server.batching.jobs import DocJob, DocOutput
 from tokvec_server.batching.queue import Scheduler
 from tokvec_server.batching.worker import ModelWorker, job_layers
-from tokvec_server.errors import TokvecError
+from tokvec_server.errors import InvalidInput, TokvecError
 from tokvec_server.outbox import Outbox
 from tokvec_server.runners import Runner
 from tokvec_server.settings import Limits, ModelSettings
@@ -37,7 +39,6 @@ class Engine:
         self.limits = limits
         self.runner = runner
         self.info = runner.info
-        self.specials = Specials.of(runner.tokenizer)
         b = model.batching
         self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000,
                                    runner.ragged, b.min_padding_efficiency, b.rearrival_ms / 1000)
@@ -58,22 +59,21 @@ class Engine:
     def warmup(self) -> float:
         """Run one full-budget batch so the first caller pays no allocation cost; seconds taken."""
         started = time.perf_counter()
-        window = min(self.info.max_length, 128)
+        window = min(self.info.max_length or 128, 128)  # max_length 0: no piece limit
         rows = max(1, self.model.batching.max_batch_items // window)
         words = ["warm"] * (window - 2)
         docs = [Tokens(f"warmup-{i}", words, [True] * len(words), None) for i in range(rows)]
-        plans = plan_docs(docs, SpanSpec("doc", 0, 0), self.runner.tokenizer, self.info.max_length, self.specials)
+        plans = self.runner.plan(docs, SpanSpec("doc", 0, 0))
         done = [False] * rows
         for i, plan in enumerate(plans):
-            job = DocJob(docs[i], plan, EmbedOptions(), (), lambda _r, i=i: done.__setitem__(i, True))
+            job = DocJob(docs[i], plan, EmbedOptions(), (), functools.partial(_mark_done, done, i))
             self.scheduler.submit([job])
         while not all(done):
             time.sleep(0.01)
         return time.perf_counter() - started
 
     def check_options(self, options: EmbedOptions) -> None:
-        n_special = len(self.specials.prefix) + len(self.specials.suffix)
-        validation.check_options(options, self.info.max_length, n_special, self.info.n_layers)
+        self.runner.check_options(options)
 
     def _prepare(self, docs: list[DocInput], options: EmbedOptions, first_index: int = 0) -> list[Prepared]:
         need_sents = options.spans.kind == "sents"
@@ -84,7 +84,7 @@ class Engine:
             except TokvecError as exc:
                 checked.append(exc)
         valid = [t for t in checked if isinstance(t, Tokens)]
-        plans = iter(plan_docs(valid, options.spans, self.runner.tokenizer, self.info.max_length, self.specials))
+        plans = iter(self.runner.plan(valid, options.spans))
         return [(t, next(plans)) if isinstance(t, Tokens) else t for t in checked]
 
     async def plan(self, docs: list[DocInput], options: EmbedOptions, first_index: int = 0) -> list[Prepared]:
@@ -97,6 +97,12 @@ class Engine:
         if self.metrics is not None:  # the stage as a call sees it: a wait for a prep thread counts
             self.metrics.PREP.labels(self.info.name).observe(time.perf_counter() - started)
         return prepared
+
+    async def tokenize(self, docs: list[DocInput], options: EmbedOptions) -> list[Prepared]:
+        """The Tokenize RPC: ``plan``, for a model with wordpieces to show."""
+        if self.runner.tokenizer is None:
+            raise InvalidInput(f"model: {self.info.name!r} ({self.info.backend}) has no wordpieces to show (one row per token by construction)")
+        return await self.plan(docs, options)
 
     def check_room(self, n_docs: int, client: str = "") -> None:
         """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""
@@ -141,3 +147,7 @@ class Engine:
         if future.cancelled():
             job.cancelled.set()
             self.scheduler.wake()
+
+
+def _mark_done(done: list[bool], i: int, _result: object) -> None:
+    done[i] = True

@@ -7,7 +7,7 @@ keeps its first max_length pieces. Everything is computed as flat arrays, no per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,9 @@ class DocPlan:
     align_lengths: np.ndarray  # pieces per token. Shape: (n_tokens,)
     align_indices: np.ndarray  # pieces of token 0, then token 1...; index into all spans' pieces. Shape: (n_pairs,)
     truncated: np.ndarray  # tokens that lost pieces to a cut at max_length. Shape: (k,)
+    # Per span, the runner's own model input where piece ids do not say it all (a spaCy Doc for
+    # a tok2vec, runners/tok2vec.py); empty for a transformer.
+    inputs: list[Any] = field(default_factory=list)
 
     @property
     def n_pieces(self) -> int:

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -88,3 +88,9 @@ class SpanJob:
     index: int
     ids: np.ndarray
     queued_at: float
+
+    @property
+    def input(self) -> Any:
+        """The runner's own input for this span (DocPlan.inputs), or None."""
+        inputs = self.job.plan.inputs
+        return inputs[self.index] if inputs else None

@@ -78,7 +78,7 @@ class ModelWorker:
     def _attempt(self, spans: list[SpanJob]) -> None:
         """Run a batch; when it fails, split it in two and run each half, so one poison doc or one
         out-of-memory fails only the doc that cannot run alone (docs/reliability.md R8, R9)."""
-        batch = Batch.of([s.ids for s in spans])
+        batch = Batch.of([s.ids for s in spans], [s.input for s in spans])
         layers = tuple(sorted({layer for s in spans for layer in s.job.layers}))
         cost = self.scheduler.cost([len(s.ids) for s in spans])
         taken, started = time.monotonic(), time.perf_counter()

@@ -97,12 +97,6 @@ class Server:
         words = SpacyWords()
         self.engines: list[Engine] = []
         for model in settings.models:
-            if model.backend == "tok2vec":  # a spaCy tok2vec: its own engine, one row per token by construction
-                from tokvec_server.tok2vec import Tok2VecEngine, Tok2VecRunner
-
-                tok2vec = await loop.run_in_executor(None, Tok2VecRunner, model)
-                self.engines.append(Tok2VecEngine(model, settings.limits, tok2vec, words, self._fatal))  # type: ignore[arg-type]
-                continue
             runner = await loop.run_in_executor(None, load_runner, model)
             self.engines.append(Engine(model, settings.limits, runner, words, self._fatal))
         self.service = EmbedService(self.engines, settings.limits)

@@ -201,7 +201,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         validation.check_request(len(request.docs), self.limits)
         docs = [convert.doc(d) for d in request.docs]
         response = pb.TokenizeResponse()
-        for i, item in enumerate(await engine.plan(docs, options)):
+        for i, item in enumerate(await engine.tokenize(docs, options)):
             if isinstance(item, TokvecError):
                 REFUSED.labels(item.code.name).inc()
                 response.docs.append(pb.TokenizedDoc(id=docs[i].id, error=pb.Error(code=item.code.value[0], message=str(item))))

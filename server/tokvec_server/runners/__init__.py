@@ -18,6 +18,10 @@ def default_model_path() -> Path:
 
 
 def load_runner(settings: ModelSettings) -> Runner:
+    if settings.backend == "tok2vec":  # a spaCy pipeline's, by name or folder
+        from tokvec_server.runners.tok2vec import Tok2VecRunner
+
+        return Tok2VecRunner(settings)
     folder = Path(settings.path) if settings.path else default_model_path()
     if not folder.is_dir():
         raise StartupError(f"--model {folder}: no such folder")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import Any, Protocol
 
 import torch
 
+from tokvec_server import validation
+from tokvec_server.alignment import DocPlan, Specials, plan_docs
 from tokvec_server.runners.batch import Batch
-from tokvec_server.types import DType
+from tokvec_server.types import DType, EmbedOptions, SpanSpec, Tokens
 
 # Files that decide what a row means: the weights and everything the tokenizer reads.
 _FINGERPRINTED = ("*.safetensors", "*.bin", "*.onnx", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "*.model", "config.json", "tokenizer_config.json")
@@ -43,12 +46,25 @@ class ModelInfo:
 
 
 class Runner(Protocol):
+    """A model behind the engine's queue. Its docs are planned (cut into spans of "pieces", and
+    aligned back to the caller's tokens) in the engine's prep pool, batched by the scheduler, run
+    by the model's thread, and pooled into token rows by batching/collect.py."""
+
     info: ModelInfo
-    tokenizer: Any
-    device: torch.device
+    tokenizer: Any  # the wordpiece tokenizer the Tokenize RPC shows; None for a model without one
+    device: torch.device  # where forward's rows are
     # True: a forward costs the batch's pieces (it runs them ragged). False: it pads the batch to
     # a rectangle, and costs rows x longest. The scheduler packs batches by this cost.
     ragged: bool
+
+    def check_options(self, options: EmbedOptions) -> None:
+        """Raise InvalidInput, naming the field, for options this model cannot honour."""
+        ...
+
+    def plan(self, docs: list[Tokens], spans: SpanSpec) -> list[DocPlan]:
+        """Each doc's spans and alignment. Called from the engine's prep threads, never the
+        model's; ``docs`` are validated and ``spans`` passed ``check_options``."""
+        ...
 
     def enter_thread(self) -> None:
         """Called once by the model's thread before its first forward."""
@@ -58,6 +74,25 @@ class Runner(Protocol):
         """Last hidden state and the chosen hidden layers, on the device, in the batch's flat
         layout. Shape: (n_pieces, width) each."""
         ...
+
+
+class WordpieceRunner:
+    """What the transformer runners share: docs cut into spans of wordpieces by the model's
+    fast tokenizer (alignment/), options checked against its max_length and hidden layers."""
+
+    info: ModelInfo
+    tokenizer: Any
+
+    @functools.cached_property
+    def specials(self) -> Specials:
+        return Specials.of(self.tokenizer)
+
+    def check_options(self, options: EmbedOptions) -> None:
+        n_special = len(self.specials.prefix) + len(self.specials.suffix)
+        validation.check_options(options, self.info.max_length, n_special, self.info.n_layers)
+
+    def plan(self, docs: list[Tokens], spans: SpanSpec) -> list[DocPlan]:
+        return plan_docs(docs, spans, self.tokenizer, self.info.max_length, self.specials)
 
 
 def fingerprint(folder: Path, width: int) -> str:

@@ -7,7 +7,9 @@ rows back in the same flat layout, so the worker never knows which kind it has.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,13 +19,15 @@ import torch
 class Batch:
     ids: np.ndarray  # every span's piece ids, back to back. Shape: (n_pieces,)
     starts: np.ndarray  # where span s begins is starts[s], where it ends starts[s + 1]. Shape: (n_spans + 1,)
+    # Per span, the runner's own input where ids do not say it all (DocPlan.inputs), else None.
+    inputs: tuple[Any, ...] = ()
 
     @classmethod
-    def of(cls, spans: list[np.ndarray]) -> Batch:
+    def of(cls, spans: list[np.ndarray], inputs: Sequence[Any] = ()) -> Batch:
         starts = np.zeros(len(spans) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in spans], out=starts[1:])
         ids = np.concatenate(spans).astype(np.int64, copy=False) if spans else np.zeros(0, np.int64)
-        return cls(ids, starts)
+        return cls(ids, starts, tuple(inputs))
 
     @property
     def lengths(self) -> np.ndarray:

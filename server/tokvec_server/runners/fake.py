@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokvec_server.runners.base import ModelInfo, OutOfMemory, fingerprint, resolve_device
+from tokvec_server.runners.base import ModelInfo, OutOfMemory, WordpieceRunner, fingerprint, resolve_device
 from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType
 
@@ -36,7 +36,7 @@ class Faults:
     calls: list[list[int]] = field(default_factory=list)  # the first piece after [CLS] of each span, per call
 
 
-class FakeRunner:
+class FakeRunner(WordpieceRunner):
     def __init__(self, folder: Path, name: str, width: int = 384, n_layers: int = 2, device: str = "cpu") -> None:
         from transformers import AutoTokenizer
 

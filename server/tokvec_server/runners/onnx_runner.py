@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from tokvec_server.export.metadata import ExportMeta
-from tokvec_server.runners.base import ModelInfo, StartupError, one_line, resolve_dtype
+from tokvec_server.runners.base import ModelInfo, StartupError, WordpieceRunner, one_line, resolve_dtype
 from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType
 
@@ -116,7 +116,7 @@ def _check_cuda(setting: str) -> None:
         raise StartupError(f"{setting}: torch sees no CUDA device (I/O binding hands ORT torch's device memory)")
 
 
-class OnnxRunner:
+class OnnxRunner(WordpieceRunner):
     def __init__(self, folder: Path, name: str, device: str, dtype: str, quantize: str, cache_dir: Path | None = None) -> None:
         from transformers import AutoConfig, AutoTokenizer
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from tokvec_server.runners import ragged
-from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, fingerprint, one_line, resolve_device, resolve_dtype
+from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, WordpieceRunner, fingerprint, one_line, resolve_device, resolve_dtype
 from tokvec_server.runners.batch import Batch
 from tokvec_server.threads import one_thread
 
@@ -19,7 +19,7 @@ def _max_length(tokenizer: object, config: object) -> int:
     return int(declared) if 0 < declared <= positions else int(positions)
 
 
-class TorchRunner:
+class TorchRunner(WordpieceRunner):
     def __init__(self, folder: Path, name: str, device: str, dtype: str, try_ragged: bool = True) -> None:
         # The loading thread, and the probe forward it runs, make no OpenMP pool (one_thread says why).
         with one_thread():
@@ -29,7 +29,7 @@ class TorchRunner:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # one line per start, not a progress bar in the logs
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one line per start, not a progress bar in the logs
 
         if not (folder / "config.json").is_file():
             raise StartupError(f"--model {folder}: no config.json (not a HuggingFace model folder)")

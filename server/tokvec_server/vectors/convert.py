@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import vectors_pb2 as vpb
+from tokvec_server.batching.collect import to_host
 from tokvec_server.chunks import cuts, n_chunks
 from tokvec_server.errors import InvalidInput, TokvecError
-from tokvec_server.tok2vec.worker import to_wire
 from tokvec_server.types import DocInput, DType, Tokens
 from tokvec_server.vectors.similarity import ItemRef
 from tokvec_server.vectors.table import VectorTable
@@ -66,7 +67,7 @@ def queries(msg: pb.Tensor, width: int) -> np.ndarray:
 
 
 def _tensor(array: np.ndarray, kind: DType) -> pb.Tensor:
-    wire = to_wire(np.ascontiguousarray(array, dtype=np.float32), kind)
+    wire = to_host(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), kind)
     return pb.Tensor(dtype=_DTYPE_PB[kind], shape=list(wire.shape), data=wire.astype(wire.dtype.newbyteorder("<"), copy=False).tobytes())
 
 

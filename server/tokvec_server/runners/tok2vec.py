@@ -1,19 +1,31 @@
-"""Load a spaCy pipeline's tok2vec and run it: the caller's words become spaCy Docs on the
-pipeline's own vocab (its NORM, PREFIX, SUFFIX, SHAPE features come from there), and the model
-gives one row per token."""
+"""spaCy's tok2vec as a runner: the ``tok2vec`` component of a spaCy pipeline behind the same
+queue, worker, deadlines and out-of-memory handling as the transformers.
+
+Its rows are one per caller token by construction. A doc is one span (a CNN tok2vec cuts
+nothing, as in spaCy) whose "pieces" are its tokens, each aligned to itself: the scheduler's
+budgets count tokens, pooling leaves a row as it is, and ``options.spans`` and ``options.pooling``
+do not apply. The caller's words become spaCy Docs on the pipeline's own vocab (its NORM, PREFIX,
+SUFFIX, SHAPE features come from there) when the doc is planned, and the model reads those.
+There are no wordpieces to show and no hidden layers to choose from.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from tokvec_server.alignment import DocPlan
+from tokvec_server.errors import InvalidInput
 from tokvec_server.runners.base import ModelInfo, StartupError, one_line
+from tokvec_server.runners.batch import Batch
 from tokvec_server.settings import ModelSettings
-from tokvec_server.types import DType, Tokens
+from tokvec_server.types import DType, EmbedOptions, Output, SpanSpec, Tokens
 
 log = logging.getLogger("tokvec.tok2vec")
 
@@ -25,6 +37,10 @@ VOCAB_GROWTH_LIMIT = 500_000
 
 class Tok2VecRunner:
     """The ``tok2vec`` component of an installed pipeline (by name) or a pipeline folder."""
+
+    tokenizer = None  # no wordpieces: the caller's tokens are the model's inputs
+    ragged = True  # spaCy runs docs as they are: a batch costs its tokens
+    device = torch.device("cpu")  # predict's rows are copied to host (to_numpy) whatever the device
 
     def __init__(self, settings: ModelSettings) -> None:
         import spacy
@@ -51,26 +67,38 @@ class Tok2VecRunner:
         # hidden layers to choose from; it computes in float32.
         self.info = ModelInfo(name, fingerprint(self.model, str(nlp.lang), nlp.vocab), width, 0, 0, "tok2vec", device, DType.FLOAT32)
         self.component = component
+        # One thread at a time makes Docs: the pipeline's Vocab is not safe to grow from two.
+        self._vocab_lock = threading.Lock()
 
     def enter_thread(self) -> None:
         """Make this thread's GPU the model's (cupy's current device is per thread)."""
         if self.gpu is not None:
-            import cupy  # type: ignore[import-not-found]
+            import cupy
 
             cupy.cuda.Device(self.gpu).use()
 
-    def docs(self, batch: list[Tokens]) -> list[Any]:
-        """spaCy Docs for validated tokens. Call from one thread only: a Vocab is not safe to grow from two."""
+    def check_options(self, options: EmbedOptions) -> None:
+        name = self.info.name
+        if Output.PIECES in options.outputs:
+            raise InvalidInput(f"options.outputs: model {name!r} is a spaCy tok2vec: it has no pieces (its rows are per token already)")
+        if options.hidden_layers:
+            raise InvalidInput(f"options.hidden_layers: model {name!r} is a spaCy tok2vec: it has no hidden layers to choose from")
+
+    def plan(self, docs: list[Tokens], spans: SpanSpec) -> list[DocPlan]:
+        """Each doc as one span of its tokens, each token its own row; ``spans`` does not apply."""
         from spacy.tokens import Doc
 
-        if len(self.vocab.strings) > self._strings_at_load + VOCAB_GROWTH_LIMIT:
-            self._reload_vocab()
-        return [Doc(self.vocab, words=t.words, spaces=t.spaces) for t in batch]
+        with self._vocab_lock:
+            if len(self.vocab.strings) > self._strings_at_load + VOCAB_GROWTH_LIMIT:
+                self._reload_vocab()
+            made = [Doc(self.vocab, words=t.words, spaces=t.spaces) for t in docs]
+        return [identity_plan(doc) for doc in made]
 
-    def predict(self, docs: list[Any]) -> list[np.ndarray]:
-        """One float32 array per doc. Shape: (n_tokens, width)."""
-        rows = self.model.predict(docs)
-        return [np.ascontiguousarray(self.model.ops.to_numpy(r), dtype=np.float32) for r in rows]
+    def forward(self, batch: Batch, layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The spans' Docs through the model at once: a row per token, in the batch's flat layout."""
+        rows = self.model.predict(list(batch.inputs))
+        hidden = np.concatenate([self.model.ops.to_numpy(r) for r in rows]).astype(np.float32, copy=False)
+        return torch.from_numpy(hidden), []
 
     def _reload_vocab(self) -> None:
         import spacy
@@ -78,6 +106,23 @@ class Tok2VecRunner:
         log.info("tok2vec: the vocab grew by %d strings; reloading it from %s", len(self.vocab.strings) - self._strings_at_load, self.source)
         self.vocab = spacy.load(self.source, exclude=self.pipe_names).vocab
         self._strings_at_load = len(self.vocab.strings)
+
+
+def identity_plan(doc: Any) -> DocPlan:
+    """A spaCy Doc as one span whose pieces are its tokens (their ORTH ids, which the scheduler
+    counts); token i is its own and only row. An empty doc has no span (no model call)."""
+    n = len(doc)
+    ids = doc.to_array("ORTH").astype(np.uint64, copy=False).view(np.int64)
+    return DocPlan(
+        n_tokens=n,
+        span_ids=[ids] if n else [],
+        span_tokens=np.asarray([[0, n]] if n else [], np.int64).reshape(-1, 2),
+        piece_offsets=np.zeros((n, 2), np.int64),
+        align_lengths=np.ones(n, np.int64),
+        align_indices=np.arange(n, dtype=np.int64),
+        truncated=np.zeros(0, np.int64),
+        inputs=[doc] if n else [],
+    )
 
 
 def fingerprint(model: Any, lang: str, vocab: Any) -> str:
