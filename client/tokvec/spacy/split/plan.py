@@ -79,7 +79,7 @@ def plan(config: dict[str, Any]) -> Plan:
     source = sources[0]
     factory = components[source]["factory"]
     listeners = []
-    for name in pipeline:
+    for name in (n for n in pipeline if n != source):
         for path, block in _blocks(components.get(name, {}), ()):
             architecture = str(block.get("@architectures", ""))
             listener = _listener(name, path, block, architecture, source, factory, pipeline)
@@ -124,8 +124,6 @@ def _listener(name: str, path: tuple[str, ...], block: dict[str, Any], architect
 
 def _check_heavy(name: str, component: dict[str, Any], source: str) -> None:
     """Anything else that would need spacy-transformers (and torch) in the split pipeline."""
-    if name == source:
-        return
     for path, block in _blocks(component, ()):
         for key, value in block.items():
             if key.startswith("@") and str(value).startswith(HEAVY_PREFIXES) and value not in (TRANSFORMER_LISTENER,):
