@@ -13,7 +13,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from serving import ServerThread
-from spacy_support import ewt_examples, example_pipeline, tagger, upstream
+from ewt_examples import ewt_examples
+from spacy_support import example_pipeline, upstream
 from tokvec import Client
 from tokvec.spacy import Remote, RemoteListener
 from tokvec_server.settings import Limits, ModelSettings, Settings

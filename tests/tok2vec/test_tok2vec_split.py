@@ -10,6 +10,7 @@ import spacy
 import srsly
 from spacy.tokens import Doc
 
+from ewt_examples import ewt_examples
 from splitting import annotate_without_torch, annotations, run_split
 from tokvec.spacy import ModelMismatchError, RemoteListener, TokvecTransformer
 
@@ -75,3 +76,47 @@ def test_more_poolings_of_a_tok2vec_are_its_rows(tok2vec_server, ewt_docs):
         results = client.embed_results(ewt_docs[:5], more_poolings=("max", "first"))
     for r in results:
         assert len(r.pooled) == 2 and all(np.array_equal(p, r.rows) for p in r.pooled)
+
+
+TWO_LISTENERS = {
+    "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False,
+    "tok2vec": {"@layers": "concatenate.v1", "*": {
+        "named": {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "tok2vec"},
+        "any": {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"},
+    }},
+}
+
+
+def test_a_component_with_two_listeners_is_split_with_its_trained_weights(tok2vec_server, ewt_docs, tmp_path):
+    """en_core_web_sm's tok2vec (as served) feeding a tagger trained here whose model
+    concatenates two listeners (upstream named and "*")."""
+    nlp = spacy.load(PIPELINE, exclude=["tagger", "parser", "senter", "attribute_ruler", "lemmatizer", "ner"])
+    tagger = nlp.add_pipe("tagger", config={"model": TWO_LISTENERS})
+    nlp.get_pipe("tok2vec").find_listeners(tagger)
+    assert nlp.get_pipe("tok2vec").listener_map["tagger"].__len__() == 2
+    examples = ewt_examples(nlp, "train", 60)
+    tagger.initialize(lambda: examples, nlp=nlp)
+    optimizer = nlp.create_optimizer()
+    for _ in range(3):
+        for start in range(0, len(examples), 3):
+            batch = examples[start : start + 3]
+            for eg in batch:  # the served tok2vec is frozen: annotate, then train the tagger alone
+                nlp.get_pipe("tok2vec")(eg.predicted)
+            nlp.update(batch, sgd=optimizer, exclude=["tok2vec"])
+    original = tmp_path / "original"
+    nlp.to_disk(original)
+
+    out = tmp_path / "split"
+    done = run_split(original, out, tok2vec_server.address)
+    assert done.returncode == 0, done.stderr
+    assert "components.tagger.model.tok2vec.*.named: spacy.Tok2VecListener.v1 -> tokvec.RemoteListener.v1" in done.stdout
+    assert "components.tagger.model.tok2vec.*.any: spacy.Tok2VecListener.v1 -> tokvec.RemoteListener.v1" in done.stdout
+    split = spacy.load(out)
+    assert sum(isinstance(node, RemoteListener) for node in split.get_pipe("tagger").model.walk()) == 2
+    assert split.get_pipe("tok2vec").listening_components == ["tagger"] and len(split.get_pipe("tok2vec").listeners) == 2
+    here = spacy.load(original)
+    words = [(d["words"], d["spaces"]) for d in ewt_docs[:80]]
+    want = [[t.tag_ for t in d] for d in here.pipe(Doc(here.vocab, words=w, spaces=s) for w, s in words)]
+    got = [[t.tag_ for t in d] for d in split.pipe(Doc(split.vocab, words=w, spaces=s) for w, s in words)]
+    assert got == want
+    assert len({t for doc in want for t in doc}) > 5  # a tagger that learned something, not one tag everywhere
