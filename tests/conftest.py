@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+import trained_pipelines
 from serving import DATA, ServerProcess, ServerThread
 from tokvec_server.settings import ModelSettings, Settings
 
@@ -30,3 +32,37 @@ def fake_server() -> Iterator[ServerThread]:
     server = ServerThread(Settings(models=(ModelSettings(backend="fake"),)))
     yield server
     server.stop()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the trained pipelines (minutes, once per cache) before the first test that needs
+    them, outside any test's timeout."""
+    if session.config.option.collectonly:
+        return
+    if any(trained_pipelines.FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        trained_pipelines.built()
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline() -> Path:
+    """A real spacy-transformers 1.4 pipeline: fine-tuned all-MiniLM-L6-v2 transformer, tagger
+    (listener pooling reduce_mean), parser (reduce_max); built once by tests/trained_pipelines.py."""
+    return trained_pipelines.built() / "trained"
+
+
+@pytest.fixture(scope="session")
+def untuned_pipeline() -> Path:
+    """The same pipeline never updated: its transformer is the stock all-MiniLM-L6-v2."""
+    return trained_pipelines.built() / "untuned"
+
+
+@pytest.fixture(scope="session")
+def trained_reference() -> trained_pipelines.Reference:
+    """What spacy-transformers computes in-process with ``trained_pipeline``: every listener's
+    rows and the annotations, on EWT test docs."""
+    return trained_pipelines.reference("trained")
+
+
+@pytest.fixture(scope="session")
+def untuned_reference() -> trained_pipelines.Reference:
+    return trained_pipelines.reference("untuned")

@@ -48,6 +48,7 @@ class Embedding:
     words: list[str] | None = None  # the server's tokens, for text docs
     spaces: list[bool] | None = None
     layers: list[np.ndarray] = field(default_factory=list)
+    pooled: list[np.ndarray] = field(default_factory=list)  # the rows under each of more_poolings, in order
     doc_vector: np.ndarray | None = None
     pieces: Pieces | None = None
     error: DocError | None = None
@@ -85,8 +86,13 @@ def spans(spec: str) -> pb.Spans:
     raise ValueError(f"spans: {spec!r} is not doc, sents, tokens:W:S or pieces:W:S")
 
 
-def options(pooling: str = "mean", spans_spec: str = "tokens:128:96", dtype: str = "float32", outputs: Iterable[str] = ("tokens",), hidden_layers: Iterable[int] = (), model: str = "") -> pb.EmbedOptions:
-    for name, value, table in (("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES)):
+def options(
+    pooling: str = "mean", spans_spec: str = "tokens:128:96", dtype: str = "float32", outputs: Iterable[str] = ("tokens",),
+    hidden_layers: Iterable[int] = (), model: str = "", more_poolings: Iterable[str] = (),
+) -> pb.EmbedOptions:
+    more = list(more_poolings)
+    checks = [("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES), *((f"more_poolings[{i}]", p, POOLINGS) for i, p in enumerate(more))]
+    for name, value, table in checks:
         if value not in table:
             raise ValueError(f"{name}: {value!r} is not one of {', '.join(table)}")
     outs = list(outputs)
@@ -95,7 +101,7 @@ def options(pooling: str = "mean", spans_spec: str = "tokens:128:96", dtype: str
         raise ValueError(f"outputs: {bad[0]!r} is not one of {', '.join(OUTPUTS)}")
     return pb.EmbedOptions(
         model=model, pooling=POOLINGS[pooling], spans=spans(spans_spec), dtype=DTYPES[dtype],
-        outputs=[OUTPUTS[o] for o in outs], hidden_layers=list(hidden_layers),
+        outputs=[OUTPUTS[o] for o in outs], hidden_layers=list(hidden_layers), more_poolings=[POOLINGS[p] for p in more],
     )
 
 
@@ -137,6 +143,7 @@ def _embedding(parts: list[pb.DocResult]) -> Embedding:
         words=list(first.words) if first.words or (first.n_tokens == 0 and first.spaces) else None,
         spaces=list(first.spaces) if first.words else None,
         layers=layers,
+        pooled=[_join([p.pooled[k] for p in parts]) for k in range(len(first.pooled))],
         doc_vector=tensor(first.doc_vector) if first.HasField("doc_vector") else None,
     )
     if first.HasField("pieces"):

@@ -78,9 +78,10 @@ class AsyncClient:
         dtype: str | None = None,
         outputs: Iterable[str] = ("tokens",),
         hidden_layers: Iterable[int] = (),
+        more_poolings: Iterable[str] = (),
     ) -> list[_wire.Embedding]:
         request = pb.EmbedRequest(
-            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers)),
+            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers), more_poolings=tuple(more_poolings)),
             docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
         )
         for pause in (*RETRY_PAUSES, None):

@@ -98,10 +98,13 @@ class Client:
         dtype: str | None = None,
         outputs: Iterable[str] = ("tokens",),
         hidden_layers: Iterable[int] = (),
+        more_poolings: Iterable[str] = (),
     ) -> list[_wire.Embedding]:
-        """Full results, in order; a failed doc comes back with ``error`` set instead of raising."""
+        """Full results, in order; a failed doc comes back with ``error`` set instead of raising.
+        ``more_poolings`` (e.g. ``("max", "first")``): the same rows pooled those ways too, from
+        the same forward, in each result's ``pooled``."""
         request = pb.EmbedRequest(
-            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers)),
+            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers), more_poolings=tuple(more_poolings)),
             docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
         )
         for pause in (*RETRY_PAUSES, None):

@@ -55,6 +55,7 @@ class EmbedOptions:
     dtype: DType = DType.FLOAT32
     outputs: frozenset[Output] = frozenset({Output.TOKENS})
     hidden_layers: tuple[int, ...] = ()
+    more_poolings: tuple[Pooling, ...] = ()  # further poolings of the token rows, from the same forward
 
 
 @dataclass

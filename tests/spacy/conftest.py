@@ -15,7 +15,8 @@ import spacy
 from spacy.language import Language
 
 from serving import DATA, ServerProcess
-from spacy_support import example_pipeline, ewt_examples
+from ewt_examples import ewt_examples
+from spacy_support import example_pipeline
 
 
 @pytest.fixture(scope="session")

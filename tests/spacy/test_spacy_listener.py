@@ -11,7 +11,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from spacy_support import ewt_examples, example_pipeline, tagger, upstream
+from ewt_examples import ewt_examples
+from spacy_support import example_pipeline, tagger, upstream
 from tokvec import Client
 from tokvec.spacy import ModelMismatchError, PipelineError, Remote, RemoteListener, remote_listener
 

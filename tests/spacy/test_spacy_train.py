@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from spacy_support import CONFIG, CONLLU, conllu_head
+from ewt_examples import CONLLU, conllu_head
+from spacy_support import CONFIG
 
 TRAIN_SENTS, DEV_SENTS, STEPS = 800, 200, 150
 

@@ -3,9 +3,11 @@ stores them on the docs and feeds them to the listeners of later components."""
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
 
 import srsly
 from spacy import util
@@ -20,6 +22,8 @@ from tokvec.spacy.docdata import install_extensions, set_doc_data
 from tokvec.spacy.errors import ModelMismatchError
 from tokvec.spacy.listener import RemoteListener
 from tokvec.spacy.remote import Remote, RemoteSettings, check_model
+
+IN_FLIGHT = 1  # requests sent ahead of the batch the listeners are working on
 
 DEFAULT_CONFIG = {
     "address": "127.0.0.1:50051",
@@ -123,38 +127,68 @@ class TokvecTransformer(Pipe):
                     f"retrain {listener.component!r}, or use a tokvec_transformer pointing at a server running {theirs!r}")
             listener.attrs["fingerprint"] = fingerprint
 
+    @property
+    def more_poolings(self) -> tuple[str, ...]:
+        """The poolings listeners want besides this component's own, in listener order."""
+        own = self.remote.settings.pooling
+        return tuple(dict.fromkeys(p for listener in self.listeners if (p := listener.wanted_pooling) != own))
+
     # -- running
 
     def predict(self, docs: Iterable[Doc]) -> List[Embedding]:
-        """One server call for the whole batch; results in doc order."""
+        """One server call for the whole batch, every listener's pooling from the same forward
+        (more than one call only past the server's max_docs_per_request); results in doc order."""
         docs = list(docs)
-        results = self.remote.embed(docs, self.who, pieces=self.cfg["pieces"])
+        results = self.remote.embed(docs, self.who, pieces=self.cfg["pieces"], more_poolings=self.more_poolings)
         check_model(results, fingerprint=self.cfg["fingerprint"], width=self.cfg["width"], who=self.who, target=self.remote.target, fix=self.fix)
         if results and not self.cfg["fingerprint"]:
             self._learn(results[0].fingerprint, results[0].rows.shape[1])
         return results
 
     def set_annotations(self, docs: Iterable[Doc], results: List[Embedding]) -> None:
+        pooling, more = self.remote.settings.pooling, self.more_poolings
         for doc, result in zip(docs, results):
-            set_doc_data(doc, result, pieces=self.cfg["pieces"])
+            set_doc_data(doc, result, pooling=pooling, more_poolings=more[: len(result.pooled)], pieces=self.cfg["pieces"])
 
     def __call__(self, doc: Doc) -> Doc:
         self.set_annotations([doc], self.predict([doc]))
         return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Batches in order, with the next batch's request in flight while the components after
+        this one (the listeners) work on the current batch: the server and this process overlap.
+        At most IN_FLIGHT requests wait beyond the batch being handed on."""
         stream = iter(stream)
-        while docs := list(islice(stream, batch_size)):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
+        pending: Deque[tuple[List[Doc], Future[List[Embedding]]]] = deque()
+        # One thread: requests go out one at a time, in batch order (the server batches across
+        # callers anyway); the thread ends with the generator, so none outlives nlp.pipe.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tokvec-{self.name}")
+        try:
+            while True:
+                docs = list(islice(stream, batch_size))
+                if docs:
+                    pending.append((docs, executor.submit(self.predict, docs)))
+                    if len(pending) <= IN_FLIGHT:
+                        continue
+                if not pending:
+                    return
+                ready, future = pending.popleft()
+                self.set_annotations(ready, future.result())
+                yield from ready
+        finally:
+            for _, future in pending:
+                future.cancel()
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
         """Send this batch's rows to every listener. Nothing here learns: the encoder is frozen."""
         docs = [eg.predicted for eg in examples]
-        rows = [result.rows for result in self.predict(docs)]
+        results = self.predict(docs)
+        rows = {self.remote.settings.pooling: [r.rows for r in results]}
+        rows.update((p, [r.pooled[k] for r in results]) for k, p in enumerate(self.more_poolings))
         batch_id = RemoteListener.get_batch_id(docs)
         for listener in self.listeners:
-            listener.receive(batch_id, rows)
+            listener.receive(batch_id, rows[listener.wanted_pooling])
         return {} if losses is None else losses
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:

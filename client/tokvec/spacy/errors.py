@@ -38,3 +38,10 @@ def server_failure(who: str, exc: ServerError, timeout: float | None) -> Pipelin
     hint = _HINTS.get(exc.code, "see the server's log for details").format(timeout=timeout)
     message = f"{who}: tokvec server {exc.target} failed the call: {exc.code.name}: {exc.details or 'no details'}. {hint}"
     return PipelineError(message, exc.code, exc.target)
+
+
+class SplitError(TokvecError):
+    """``tokvec split`` cannot map something in the pipeline: names the component and the setting."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, grpc.StatusCode.INVALID_ARGUMENT)

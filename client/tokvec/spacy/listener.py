@@ -12,6 +12,7 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from tokvec._wire import POOLINGS
 from tokvec.spacy.docdata import doc_rows
 from tokvec.spacy.errors import ModelMismatchError, PipelineError
 from tokvec.spacy.remote import Remote, RemoteSettings, check_model
@@ -29,10 +30,14 @@ class RemoteListener(Model[List[Doc], List[Floats2d]]):
 
     name = "tokvec-remote-listener"
 
-    def __init__(self, upstream_name: str, width: int | None, remote: Remote | None) -> None:
+    def __init__(self, upstream_name: str, width: int | None, remote: Remote | None, pooling: str = "") -> None:
         # attrs travel with the component's weights (to_disk): the model the rows must come from.
         Model.__init__(self, name=self.name, forward=forward, init=init, dims={"nO": width}, attrs={"fingerprint": "", "grad_factor": 0.0})
         self.upstream_name = upstream_name
+        # How this listener's rows are pooled; "" = as the rows it is sent (the upstream
+        # component's pooling, or its own address's). Listeners pooling otherwise than their
+        # upstream component still share its one server call (EmbedOptions.more_poolings).
+        self.pooling = pooling
         self.own_remote = remote  # set when the listener's config names an address
         self.upstream_remote: Remote | None = None  # set by the upstream tokvec_transformer
         self.component = ""  # the downstream component this listener is in, for messages
@@ -43,6 +48,11 @@ class RemoteListener(Model[List[Doc], List[Floats2d]]):
     @property
     def remote(self) -> Remote | None:
         return self.own_remote or self.upstream_remote
+
+    @property
+    def wanted_pooling(self) -> str:
+        remote = self.remote
+        return self.pooling or (remote.settings.pooling if remote is not None else "mean")
 
     @property
     def who(self) -> str:
@@ -92,8 +102,9 @@ def rows_for(model: RemoteListener, docs: List[Doc]) -> List[Floats2d]:
     expected = str(model.attrs["fingerprint"])
     out: List[Optional[np.ndarray]] = []
     missing: List[int] = []
+    pooling = model.wanted_pooling
     for i, doc in enumerate(docs):
-        rows, fingerprint = doc_rows(doc)
+        rows, fingerprint = doc_rows(doc, pooling)
         if rows is None or len(rows) != len(doc):
             missing.append(i)
         elif expected and fingerprint != expected:
@@ -105,7 +116,7 @@ def rows_for(model: RemoteListener, docs: List[Doc]) -> List[Floats2d]:
             raise PipelineError(
                 f"{model.who}: doc {missing[0]} has no rows in doc._.tokvec and this listener has no server to ask. "
                 "Add a tokvec_transformer component before it (upstream = \"*\"), or set address in the listener's config.")
-        results = remote.embed([docs[i] for i in missing], model.who)
+        results = remote.embed([docs[i] for i in missing], model.who, pooling=pooling)
         width = model.get_dim("nO") if model.has_dim("nO") else None
         check_model(results, fingerprint=expected, width=width, who=model.who, target=remote.target, fix=model.fix)
         if not expected:
@@ -137,7 +148,7 @@ def remote_listener(
     width: Optional[int] = None,
     upstream: str = "*",
     address: Union[str, List[str]] = "",
-    pooling: str = "mean",
+    pooling: str = "",
     spans: str = "tokens:128:96",
     dtype: str = "float32",
     timeout: float = 60.0,
@@ -148,13 +159,17 @@ def remote_listener(
 ) -> Model[List[Doc], List[Floats2d]]:
     """A tok2vec layer listening to a tokvec server. With no ``address`` it listens to the upstream
     ``tokvec_transformer`` named ``upstream`` ("*" = any); with one it can fetch rows itself.
-    ``width`` may be left out: it is learned from the server at initialize."""
+    ``width`` may be left out: it is learned from the server at initialize. ``pooling``
+    (mean, max, first, last, sum) is this listener's own, as a TransformerListener's; "" takes
+    the upstream component's (mean with an own ``address``)."""
+    if pooling and pooling not in POOLINGS:
+        raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)} (or \"\": the upstream component's)")
     remote = None
     if address:
         settings = RemoteSettings.build(
-            address, pooling=pooling, spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
+            address, pooling=pooling or "mean", spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
         remote = Remote(settings)
-    return RemoteListener(upstream, width, remote)
+    return RemoteListener(upstream, width, remote, pooling)
 
 
 registry.architectures.register("tokvec.RemoteListener.v1", func=remote_listener)

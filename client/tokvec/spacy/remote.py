@@ -69,6 +69,7 @@ class Remote:
         self.target = settings.client(None).target
         self._client: Client | None = None
         self._pid = 0
+        self._max_docs = 0  # the server's max_docs_per_request, once asked
 
     def client(self, who: str) -> Client:
         if self._client is None or self._pid != os.getpid():
@@ -106,6 +107,7 @@ class Remote:
             info = self.client(who).info()
         except ServerError as exc:
             raise server_failure(who, exc, self.settings.timeout) from None
+        self._max_docs = info.limits.get("max_docs_per_request", 0)
         wanted = self.settings.model
         chosen = next((m for m in info.models if m.name == wanted), None) if wanted else info.model
         if chosen is None:
@@ -113,20 +115,42 @@ class Remote:
             raise ModelMismatchError(f"{who}: tokvec server {self.target} has no model {wanted!r} (it serves {names}): change model", target=self.target)
         return chosen
 
-    def embed(self, docs: Sequence[DocLike], who: str, *, pieces: bool = False) -> list[Embedding]:
-        """One call for all ``docs``; results in doc order. Any failure raises PipelineError."""
+    def max_docs(self, who: str) -> int:
+        """Docs the server takes in one request (asked once per process)."""
+        if not self._max_docs or self._pid != os.getpid():
+            self.model_info(who)
+        return self._max_docs
+
+    def embed(self, docs: Sequence[DocLike], who: str, *, pieces: bool = False, pooling: str = "", more_poolings: Sequence[str] = ()) -> list[Embedding]:
+        """Rows for all ``docs``, pooled by ``pooling`` ("" = the settings') and each of
+        ``more_poolings`` (Embedding.pooled) from the same forward; results in doc order. One
+        call, or one per max_docs_per_request docs for a larger batch. Any failure raises
+        PipelineError."""
         if not docs:
             return []
+        limit = self.max_docs(who) if len(docs) > 1 else 1
+        results: list[Embedding] = []
+        for start in range(0, len(docs), limit or len(docs)):
+            results += self._embed(docs[start : start + (limit or len(docs))], start, who, pieces, pooling, more_poolings)
+        for i, e in enumerate(results):
+            e.index = i
+        return results
+
+    def _embed(self, docs: Sequence[DocLike], start: int, who: str, pieces: bool, pooling: str, more_poolings: Sequence[str]) -> list[Embedding]:
         outputs = ("tokens", "pieces") if pieces else ("tokens",)
         try:
-            results = sorted(self.client(who).embed_results(docs, outputs=outputs), key=lambda e: e.index)
+            results = sorted(self.client(who).embed_results(docs, outputs=outputs, pooling=pooling or None, more_poolings=more_poolings), key=lambda e: e.index)
         except ServerError as exc:
             raise server_failure(who, exc, self.settings.timeout) from None
         if [e.index for e in results] != list(range(len(docs))):
             raise PipelineError(f"{who}: tokvec server {self.target} answered {len(results)} results for {len(docs)} docs", target=self.target)
         for e in results:
             if e.error is not None:
-                raise PipelineError(f"{who}: tokvec server {self.target} refused {e.error}", e.error.code, self.target)
+                where = f" (batch doc {start + e.index})" if start else ""
+                raise PipelineError(f"{who}: tokvec server {self.target} refused {e.error}{where}", e.error.code, self.target)
+            if len(e.pooled) != len(more_poolings):
+                raise PipelineError(f"{who}: tokvec server {self.target} sent {len(e.pooled)} extra poolings for {len(more_poolings)} asked: "
+                                    "it predates EmbedOptions.more_poolings; upgrade it, or pool every listener alike", target=self.target)
         return results
 
     def __getstate__(self) -> dict[str, Any]:

@@ -82,20 +82,22 @@ class Spans(_message.Message):
     def __init__(self, kind: _Optional[_Union[Spans.Kind, str]] = ..., window: _Optional[int] = ..., stride: _Optional[int] = ...) -> None: ...
 
 class EmbedOptions(_message.Message):
-    __slots__ = ("model", "pooling", "spans", "dtype", "outputs", "hidden_layers")
+    __slots__ = ("model", "pooling", "spans", "dtype", "outputs", "hidden_layers", "more_poolings")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     SPANS_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    MORE_POOLINGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     pooling: Pooling
     spans: Spans
     dtype: DType
     outputs: _containers.RepeatedScalarFieldContainer[Output]
     hidden_layers: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., spans: _Optional[_Union[Spans, _Mapping]] = ..., dtype: _Optional[_Union[DType, str]] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., hidden_layers: _Optional[_Iterable[int]] = ...) -> None: ...
+    more_poolings: _containers.RepeatedScalarFieldContainer[Pooling]
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., spans: _Optional[_Union[Spans, _Mapping]] = ..., dtype: _Optional[_Union[DType, str]] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., hidden_layers: _Optional[_Iterable[int]] = ..., more_poolings: _Optional[_Iterable[_Union[Pooling, str]]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("options", "docs")
@@ -150,7 +152,7 @@ class Pieces(_message.Message):
     def __init__(self, hidden: _Optional[_Union[Tensor, _Mapping]] = ..., ids: _Optional[_Iterable[int]] = ..., span_lengths: _Optional[_Iterable[int]] = ..., span_token_starts: _Optional[_Iterable[int]] = ..., span_token_ends: _Optional[_Iterable[int]] = ..., align_lengths: _Optional[_Iterable[int]] = ..., align_indices: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DocResult(_message.Message):
-    __slots__ = ("index", "id", "error", "fingerprint", "n_tokens", "words", "spaces", "row_start", "tokens", "layers", "no_piece", "truncated", "pieces", "piece_start", "doc_vector", "more")
+    __slots__ = ("index", "id", "error", "fingerprint", "n_tokens", "words", "spaces", "row_start", "tokens", "layers", "no_piece", "truncated", "pieces", "piece_start", "doc_vector", "more", "pooled")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +169,7 @@ class DocResult(_message.Message):
     PIECE_START_FIELD_NUMBER: _ClassVar[int]
     DOC_VECTOR_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    POOLED_FIELD_NUMBER: _ClassVar[int]
     index: int
     id: str
     error: Error
@@ -183,7 +186,8 @@ class DocResult(_message.Message):
     piece_start: int
     doc_vector: Tensor
     more: bool
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., tokens: _Optional[_Union[Tensor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., no_piece: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[int]] = ..., pieces: _Optional[_Union[Pieces, _Mapping]] = ..., piece_start: _Optional[int] = ..., doc_vector: _Optional[_Union[Tensor, _Mapping]] = ..., more: bool = ...) -> None: ...
+    pooled: _containers.RepeatedCompositeFieldContainer[Tensor]
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., tokens: _Optional[_Union[Tensor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., no_piece: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[int]] = ..., pieces: _Optional[_Union[Pieces, _Mapping]] = ..., piece_start: _Optional[int] = ..., doc_vector: _Optional[_Union[Tensor, _Mapping]] = ..., more: bool = ..., pooled: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("result",)

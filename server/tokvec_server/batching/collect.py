@@ -73,26 +73,30 @@ def _gather(jobs: list[DocJob], width: int, device: torch.device) -> tuple[torch
     return (torch.cat([base, *extra]) if extra else base), where
 
 
-def _pool_tokens(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]) -> dict[int, np.ndarray]:
-    """Every doc's token rows, with one pooling and one copy per (pooling, dtype) group.
+def _pool_tokens(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]) -> dict[int, dict[Pooling, np.ndarray]]:
+    """Every doc's token rows under each pooling it asked for (options.pooling and
+    options.more_poolings), with one pooling and one copy per (pooling, dtype) group.
 
-    Shape: rows (any, width) -> (n_tokens, width) per doc."""
+    Shape: rows (any, width) -> (n_tokens, width) per doc and pooling."""
     groups: dict[tuple[Pooling, DType], list[int]] = {}
     for i, job in jobs.items():
-        groups.setdefault((job.options.pooling, job.options.dtype), []).append(i)
-    out: dict[int, np.ndarray] = {}
+        for pooling in dict.fromkeys((job.options.pooling, *job.options.more_poolings)):
+            groups.setdefault((pooling, job.options.dtype), []).append(i)
+    out: dict[int, dict[Pooling, np.ndarray]] = {i: {} for i in jobs}
     for (pooling, dtype), members in groups.items():
         lengths = np.concatenate([jobs[i].plan.align_lengths for i in members])
         # Each doc's pieces, as rows of the gathered tensor.
         indices = np.concatenate([where[i][jobs[i].plan.align_indices] for i in members])
         pooled = to_host(pool(rows, lengths, indices, pooling), dtype)
         bounds = np.cumsum([jobs[i].plan.n_tokens for i in members])[:-1]
-        out.update(zip(members, np.split(pooled, bounds)))
+        for i, doc_rows in zip(members, np.split(pooled, bounds)):
+            out[i][pooling] = doc_rows
     return out
 
 
-def _output(job: DocJob, tokens: np.ndarray, rows: torch.Tensor, where: np.ndarray, width: int) -> DocOutput:
-    """The doc's token rows, and what else it asked for: hidden layers, piece rows, a doc vector."""
+def _output(job: DocJob, tokens: dict[Pooling, np.ndarray], rows: torch.Tensor, where: np.ndarray, width: int) -> DocOutput:
+    """The doc's token rows (under each pooling asked), and what else it asked for: hidden
+    layers, piece rows, a doc vector."""
     options, plan = job.options, job.plan
     layers = []
     for k in range(len(job.layers)):
@@ -106,10 +110,11 @@ def _output(job: DocJob, tokens: np.ndarray, rows: torch.Tensor, where: np.ndarr
     return DocOutput(
         doc=job.doc,
         plan=plan,
-        rows=tokens if Output.TOKENS in wanted else None,
+        rows=tokens[options.pooling] if Output.TOKENS in wanted else None,
         layers=layers,
         pieces=to_host(pieces, options.dtype) if pieces is not None and Output.PIECES in wanted else None,
         doc_vector=vector,
+        pooled=[tokens[p] for p in options.more_poolings] if Output.TOKENS in wanted else [],
     )
 
 

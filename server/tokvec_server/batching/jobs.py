@@ -27,6 +27,9 @@ class DocOutput:
     layers: list[np.ndarray]  # Shape: (n_tokens, width) each
     pieces: np.ndarray | None  # Shape: (n_pieces, width)
     doc_vector: np.ndarray | None  # Shape: (width,)
+    # The token rows under each of options.more_poolings, in order (empty: none asked, or a model
+    # whose rows are per token already, where every pooling is ``rows``). Shape: (n_tokens, width) each
+    pooled: list[np.ndarray] = field(default_factory=list)
 
 
 Deliver = Callable[["DocOutput | TokvecError"], None]

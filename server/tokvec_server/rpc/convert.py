@@ -27,6 +27,12 @@ _SPANS = {pb.Spans.KIND_DOC: "doc", pb.Spans.KIND_SENTS: "sents", pb.Spans.KIND_
 def options(msg: pb.EmbedOptions) -> EmbedOptions:
     if msg.pooling not in _POOLING:
         raise InvalidInput(f"options.pooling: {msg.pooling} is not a Pooling value")
+    for i, value in enumerate(msg.more_poolings):
+        if value not in _POOLING:
+            raise InvalidInput(f"options.more_poolings[{i}]: {value} is not a Pooling value")
+    # Each entry is one more (n_tokens, width) tensor per doc: bounded like hidden_layers.
+    if len(msg.more_poolings) > len(Pooling):
+        raise InvalidInput(f"options.more_poolings: {len(msg.more_poolings)} entries > {len(Pooling)} (one per Pooling value)")
     if msg.dtype not in _DTYPE:
         raise InvalidInput(f"options.dtype: {msg.dtype} is not a DType value")
     return EmbedOptions(
@@ -36,6 +42,7 @@ def options(msg: pb.EmbedOptions) -> EmbedOptions:
         dtype=_DTYPE[msg.dtype],
         outputs=_outputs(list(msg.outputs)),
         hidden_layers=tuple(msg.hidden_layers),
+        more_poolings=tuple(_POOLING[p] for p in msg.more_poolings),
     )
 
 
@@ -73,11 +80,13 @@ def error(index: int, doc_id: str, exc: TokvecError) -> pb.DocResult:
     return pb.DocResult(index=index, id=doc_id, error=pb.Error(code=exc.code.value[0], message=str(exc)))
 
 
-def results(index: int, out: DocOutput, fingerprint: str, dtype: DType) -> Iterator[pb.DocResult]:
-    """One DocResult, or several (row ranges, ``more`` set on all but the last) for a large doc."""
+def results(index: int, out: DocOutput, fingerprint: str, dtype: DType, more_poolings: int = 0) -> Iterator[pb.DocResult]:
+    """One DocResult, or several (row ranges, ``more`` set on all but the last) for a large doc.
+    ``more_poolings``: how many further poolings were asked (EmbedOptions.more_poolings)."""
     plan, width = out.plan, _width(out)
+    pooled = _pooled(out, more_poolings)
     itemsize = 2 if dtype is not DType.FLOAT32 else 4
-    row_bytes = width * itemsize * (int(out.rows is not None) + len(out.layers))
+    row_bytes = width * itemsize * (int(out.rows is not None) + len(out.layers) + len(pooled))
     piece_bytes = out.pieces.nbytes if out.pieces is not None else 0
     # Every chunk carries a share of both token rows and piece rows: budget their sum.
     parts = n_chunks(plan.n_tokens * row_bytes + piece_bytes)
@@ -89,6 +98,7 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType) -> Itera
         if out.rows is not None:
             msg.tokens.CopyFrom(_tensor(out.rows[a:b], dtype))
         msg.layers.extend(_tensor(layer[a:b], dtype) for layer in out.layers)
+        msg.pooled.extend(_tensor(rows[a:b], dtype) for rows in pooled)
         if k == 0:
             _first_chunk(msg, out, dtype)
         if out.pieces is not None:
@@ -96,6 +106,14 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType) -> Itera
             msg.piece_start = p
             msg.pieces.hidden.CopyFrom(_tensor(out.pieces[p:q], dtype))
         yield msg
+
+
+def _pooled(out: DocOutput, asked: int) -> list[np.ndarray]:
+    if out.rows is None or not asked:
+        return []
+    # A spaCy tok2vec's rows are one per token by construction (tok2vec/engine.py ignores
+    # pooling): every pooling of them is the rows themselves.
+    return out.pooled or [out.rows] * asked
 
 
 def _width(out: DocOutput) -> int:

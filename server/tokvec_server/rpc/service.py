@@ -127,7 +127,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             out = await future
         except TokvecError as exc:
             return [_refused(index, doc.id, exc)]
-        return list(convert.results(index, out, engine.info.fingerprint, options.dtype))
+        return list(convert.results(index, out, engine.info.fingerprint, options.dtype, len(options.more_poolings)))
 
     @_streaming
     async def EmbedStream(self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedStreamResponse]:
