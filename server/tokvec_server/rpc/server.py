@@ -15,11 +15,10 @@ from typing import Callable, Iterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from tokvec.v1 import tokvec_pb2, vectors_pb2
 from tokvec_server import logs
 from tokvec_server.engine import Engine
 from tokvec_server.rpc.auth import TokenAuth, read_tokens
-from tokvec_server.rpc.handlers import add_embed_service
+from tokvec_server.rpc.handlers import SERVICE, VECTORS_SERVICE, add_embed_service, add_vectors_service
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
@@ -27,9 +26,6 @@ from tokvec_server.threads import freeze_startup_objects, limit_malloc_arenas
 from tokvec_server.validation import SpacyWords
 
 log = logging.getLogger("tokvec.server")
-
-SERVICE_NAME = tokvec_pb2.DESCRIPTOR.services_by_name["EmbedService"].full_name
-VECTORS_SERVICE = vectors_pb2.DESCRIPTOR.services_by_name["VectorsService"].full_name
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -102,7 +98,7 @@ class Server:
         self.service = EmbedService(self.engines, settings.limits)
         add_embed_service(self.service, self.server)
         # The vectors service is always there; without --vectors it says how to serve a table.
-        from tokvec_server.vectors import VectorsService, add_vectors_service
+        from tokvec_server.rpc.vectors import VectorsService
 
         self.vectors = await loop.run_in_executor(None, VectorsService.load, settings.vectors, settings.limits, words)
         add_vectors_service(self.vectors, self.server)
@@ -110,7 +106,7 @@ class Server:
         if settings.reflection:
             from grpc_reflection.v1alpha import reflection
 
-            reflection.enable_server_reflection([SERVICE_NAME, VECTORS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+            reflection.enable_server_reflection([SERVICE, VECTORS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
         await self._set_health(serving=False)
         await self._start_listening(settings)
         for engine in self.engines:
@@ -140,7 +136,7 @@ class Server:
         The VectorsService answers without a table too (FAILED_PRECONDITION, saying how to serve
         one): its name is known, and NOT_SERVING until a table is there to serve."""
         vectors = serving and self.vectors.table is not None
-        for name, up in (("", serving), (SERVICE_NAME, serving), (VECTORS_SERVICE, vectors)):
+        for name, up in (("", serving), (SERVICE, serving), (VECTORS_SERVICE, vectors)):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _bind(self, settings: Settings) -> int:

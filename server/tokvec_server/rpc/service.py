@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import logging
 import math
 import time
-import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator
 
 import grpc
 
@@ -19,66 +16,15 @@ from tokvec_server.engine import Engine
 from tokvec_server.errors import InvalidInput, NotReady, TokvecError
 from tokvec_server.metrics import REFUSED
 from tokvec_server.rpc import convert
-from tokvec_server.rpc.handlers import Malformed
+from tokvec_server.rpc.handlers import guard, parsed
 from tokvec_server.settings import Limits
 from tokvec_server.types import DocInput, EmbedOptions
-
-log = logging.getLogger("tokvec.rpc")
-T = TypeVar("T")
-
-
-def _internal(context: grpc.aio.ServicerContext, exc: BaseException) -> Awaitable[None]:
-    # The traceback stays in the server log; the caller gets an id to quote.
-    REFUSED.labels(grpc.StatusCode.INTERNAL.name).inc()
-    error_id = uuid.uuid4().hex[:12]
-    log.error("unexpected error %s", error_id, exc_info=exc, extra={"error_id": error_id})
-    return context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})")
-
-
-def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
-        try:
-            return await method(self, request, context)
-        except TokvecError as exc:
-            REFUSED.labels(exc.code.name).inc()
-            await context.abort(exc.code, str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            await _internal(context, exc)
-        raise AssertionError("unreachable: abort raises")
-
-    return wrapper
-
-
-def _streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterator[T]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except TokvecError as exc:
-            REFUSED.labels(exc.code.name).inc()
-            await context.abort(exc.code, str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            await _internal(context, exc)
-
-    return wrapper
 
 
 def _refused(index: int, doc_id: str, exc: TokvecError) -> pb.DocResult:
     """A doc answered with its error in-band, counted by status."""
     REFUSED.labels(exc.code.name).inc()
     return convert.error(index, doc_id, exc)
-
-
-def _parsed(request: T | Malformed) -> T:
-    if isinstance(request, Malformed):
-        raise request.error
-    return request
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float:
@@ -104,9 +50,8 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             raise InvalidInput(f"options.model: {options.model[:50]!r} is not served (served: {', '.join(sorted(self.engines))})")
         return self.engines[options.model]
 
-    @_streaming
-    async def Embed(self, request: pb.EmbedRequest | Malformed, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
-        request = _parsed(request)
+    @guard
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
         options = convert.options(request.options)
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
@@ -129,7 +74,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             return [_refused(index, doc.id, exc)]
         return list(convert.results(index, out, engine.info.fingerprint, options.dtype, len(options.more_poolings)))
 
-    @_streaming
+    @guard
     async def EmbedStream(self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedStreamResponse]:
         # At most max_in_flight_per_stream docs are queued or unsent; past that we stop reading,
         # and HTTP/2 flow control pushes back on the sender.
@@ -160,7 +105,7 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         step = self.limits.max_in_flight_per_stream
         try:
             async for message in requests:
-                request = _parsed(message)  # a corrupt message ends the stream: its docs are unknowable
+                request: pb.EmbedStreamRequest = parsed(message)  # a corrupt message ends the stream: its docs are unknowable
                 docs = [convert.doc(d) for d in request.docs]
                 try:
                     options = convert.options(request.options)
@@ -188,14 +133,12 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         finally:
             await ordered.put(None)
 
-    @_unary
-    async def Info(self, request: pb.InfoRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
-        _parsed(request)
+    @guard
+    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
         return convert.info([(e.info, e.model.batching) for e in self.engines.values()], self.limits, __version__)
 
-    @_unary
-    async def Tokenize(self, request: pb.TokenizeRequest | Malformed, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
-        request = _parsed(request)
+    @guard
+    async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
         options = EmbedOptions(model=request.model, spans=convert.spans(request.spans if request.HasField("spans") else None))
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)

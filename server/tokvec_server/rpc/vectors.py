@@ -7,9 +7,6 @@ call answers FAILED_PRECONDITION saying how to serve a table.
 from __future__ import annotations
 
 import asyncio
-import functools
-import logging
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -18,61 +15,21 @@ import numpy as np
 
 from tokvec.v1 import vectors_pb2 as vpb
 from tokvec_server import validation
-from tokvec_server.errors import InvalidInput, NotReady, TokvecError, limit_error
-from tokvec_server.metrics import REFUSED
+from tokvec_server.errors import InvalidInput, NoVector, NoVectorsServed, NotRankable, NotReady, TokvecError, limit_error
+from tokvec_server.rpc import vectors_convert as convert
+from tokvec_server.rpc.convert import doc as doc_input
+from tokvec_server.rpc.handlers import guard
 from tokvec_server.runners.base import resolve_device
 from tokvec_server.settings import Limits
 from tokvec_server.types import DocInput, Tokens
-from tokvec_server.vectors import convert
-from tokvec_server.vectors.errors import NotRankable, NoVector, NoVectorsServed
 from tokvec_server.vectors.neighbours import NearestRows
 from tokvec_server.vectors.similarity import DocVectors, check_item, score
 from tokvec_server.vectors.table import VectorTable
 
-log = logging.getLogger("tokvec.vectors")
 T = TypeVar("T")
-SERVICE = "tokvec.v1.VectorsService"
 PAIRS_PER_DOC = 64  # Similarity: at most this many pairs per allowed doc of a request
 
 Looked = tuple[Tokens, np.ndarray, np.ndarray] | TokvecError
-
-
-def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A TokvecError aborts with its own status; anything else is INTERNAL with an id to quote."""
-
-    async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-        if isinstance(exc, TokvecError):
-            REFUSED.labels(exc.code.name).inc()
-            await context.abort(exc.code, str(exc))
-        REFUSED.labels(grpc.StatusCode.INTERNAL.name).inc()
-        error_id = uuid.uuid4().hex[:12]
-        log.error("unexpected error %s", error_id, exc_info=exc, extra={"error_id": error_id})
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})")
-
-    if method.__name__ == "Lookup":
-
-        @functools.wraps(method)
-        async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            try:
-                async for item in method(self, request, context):
-                    yield item
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as exc:
-                await abort(context, exc)
-
-        return stream
-
-    @functools.wraps(method)
-    async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await method(self, request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            await abort(context, exc)
-
-    return unary
 
 
 class VectorsService:
@@ -103,16 +60,16 @@ class VectorsService:
     def _off_loop(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    @_guarded
+    @guard
     async def VectorsInfo(self, request: vpb.VectorsInfoRequest, context: grpc.aio.ServicerContext) -> vpb.VectorsInfoResponse:
         return convert.info(self._served(), str(self.device))
 
-    @_guarded
+    @guard
     async def Lookup(self, request: vpb.LookupRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[vpb.LookupResponse]:
         table = self._served()
         policy, kind = convert.oov(request.oov), convert.dtype(request.dtype)
         validation.check_request(len(request.docs), self.limits)
-        docs = [convert.doc(d) for d in request.docs]
+        docs = [doc_input(d) for d in request.docs]
         for i, item in enumerate(await self._off_loop(self._lookup, table, docs, policy)):
             if isinstance(item, TokvecError):
                 yield vpb.LookupResponse(result=convert.error(i, docs[i].id, item))
@@ -134,14 +91,14 @@ class VectorsService:
                 out.append(exc)
         return out
 
-    @_guarded
+    @guard
     async def Similarity(self, request: vpb.SimilarityRequest, context: grpc.aio.ServicerContext) -> vpb.SimilarityResponse:
         table = self._served()
         validation.check_request(len(request.docs), self.limits)
         limit = PAIRS_PER_DOC * self.limits.max_docs_per_request
         if len(request.pairs) > limit:
             raise limit_error("pairs", len(request.pairs), f"{PAIRS_PER_DOC} x max_docs_per_request", limit)
-        docs = [convert.doc(d) for d in request.docs]
+        docs = [doc_input(d) for d in request.docs]
         pairs = [(convert.item(p.a, f"pairs[{i}].a"), convert.item(p.b, f"pairs[{i}].b")) for i, p in enumerate(request.pairs)]
         return await self._off_loop(self._similarity, table, docs, pairs)
 
@@ -159,7 +116,7 @@ class VectorsService:
                 response.no_vector.append(i)
         return response
 
-    @_guarded
+    @guard
     async def MostSimilar(self, request: vpb.MostSimilarRequest, context: grpc.aio.ServicerContext) -> vpb.MostSimilarResponse:
         table = self._served()
         if self.nearest is None:
@@ -185,44 +142,3 @@ class VectorsService:
                 continue
             response.results.append(convert.neighbours(table, rows[q], scores[q], self.nearest.row_key, q in oov))
         return response
-
-
-def _lenient(message: Any) -> Callable[[bytes], Any]:
-    def parse(data: bytes) -> Any:
-        try:
-            return message.FromString(data)
-        except Exception:  # a corrupt message is the caller's error: INVALID_ARGUMENT, not INTERNAL
-            return None
-
-    return parse
-
-
-def add_vectors_service(servicer: VectorsService, server: grpc.aio.Server) -> None:
-    def checked(method: Callable[..., Any], kind: str) -> Callable[..., Any]:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if request is None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {kind} message (corrupt protobuf or invalid UTF-8)")
-            return await method(request, context)
-
-        return call
-
-    def checked_stream(method: Callable[..., Any], kind: str) -> Callable[..., Any]:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if request is None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {kind} message (corrupt protobuf or invalid UTF-8)")
-            async for item in method(request, context):
-                yield item
-
-        return call
-
-    unary = grpc.unary_unary_rpc_method_handler
-    handlers = {
-        "VectorsInfo": unary(checked(servicer.VectorsInfo, "VectorsInfoRequest"), _lenient(vpb.VectorsInfoRequest), vpb.VectorsInfoResponse.SerializeToString),
-        "Lookup": grpc.unary_stream_rpc_method_handler(checked_stream(servicer.Lookup, "LookupRequest"), _lenient(vpb.LookupRequest), vpb.LookupResponse.SerializeToString),
-        "Similarity": unary(checked(servicer.Similarity, "SimilarityRequest"), _lenient(vpb.SimilarityRequest), vpb.SimilarityResponse.SerializeToString),
-        "MostSimilar": unary(checked(servicer.MostSimilar, "MostSimilarRequest"), _lenient(vpb.MostSimilarRequest), vpb.MostSimilarResponse.SerializeToString),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-
-
-__all__ = ["SERVICE", "VectorsService", "add_vectors_service"]

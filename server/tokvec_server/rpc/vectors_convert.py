@@ -1,4 +1,4 @@
-"""VectorsService protobuf <-> plain types: the vectors service's only contact with messages."""
+"""VectorsService protobuf <-> plain types (its docs are read by rpc/convert.py, as the EmbedService's)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tokvec.v1 import vectors_pb2 as vpb
 from tokvec_server.batching.collect import to_host
 from tokvec_server.chunks import cuts, n_chunks
 from tokvec_server.errors import InvalidInput, TokvecError
-from tokvec_server.types import DocInput, DType, Tokens
+from tokvec_server.types import DType, Tokens
 from tokvec_server.vectors.similarity import ItemRef
 from tokvec_server.vectors.table import VectorTable
 
@@ -20,10 +20,6 @@ _DTYPE: dict[int, DType] = {pb.DTYPE_UNSPECIFIED: DType.FLOAT32, pb.DTYPE_FLOAT3
 _DTYPE_PB = {DType.FLOAT32: pb.DTYPE_FLOAT32, DType.FLOAT16: pb.DTYPE_FLOAT16, DType.BFLOAT16: pb.DTYPE_BFLOAT16}
 _OOV: dict[int, str] = {vpb.OOV_UNSPECIFIED: "zero", vpb.OOV_ZERO: "zero", vpb.OOV_ERROR: "error"}
 _KIND: dict[int, str] = {vpb.Item.KIND_UNSPECIFIED: "doc", vpb.Item.KIND_DOC: "doc", vpb.Item.KIND_TOKEN: "token", vpb.Item.KIND_SPAN: "span"}
-
-
-def doc(msg: pb.Doc) -> DocInput:
-    return DocInput(msg.id, list(msg.words), list(msg.spaces), msg.text, list(msg.sent_starts), msg.lang)
 
 
 def oov(value: int) -> str:
