@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import srsly
+from thinc.api import Config
 
 from tokvec.spacy.errors import SplitError
 from tokvec.spacy.remote import Remote, RemoteSettings
@@ -77,7 +78,7 @@ def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        _write(source, partial, util.Config(config), the_plan, info.fingerprint, info.width)
+        _write(source, partial, Config(config), the_plan, info.fingerprint, info.width)
         util.load_model(partial)  # the whole pipeline loads, weights fit, the server is the right one
         partial.rename(out)
     except BaseException:
@@ -112,14 +113,14 @@ def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: s
     from tokvec.spacy.split.weights import carry_over
 
     for name, listeners in by_component.items():
-        component = nlp.get_pipe(name)
-        for node in component.model.walk():
+        model = getattr(nlp.get_pipe(name), "model")
+        for node in model.walk():
             if isinstance(node, RemoteListener):
                 node.attrs["fingerprint"] = fingerprint
         saved = source / name / "model"
         if not saved.is_file():
             raise SplitError(f"component {name!r}: {saved} is missing: was the pipeline saved after training?")
-        (dest / name / "model").write_bytes(carry_over(saved.read_bytes(), component.model, _in_walk_order(component.model, listeners), name))
+        (dest / name / "model").write_bytes(carry_over(saved.read_bytes(), model, _in_walk_order(model, listeners), name))
 
 
 def _in_walk_order(model: Any, listeners: list[Listener]) -> list[Listener]:
