@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from tokvec_server.rpc.handlers import add_embed_service
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
+from tokvec_server.sources import resolve as resolve_source
 from tokvec_server.threads import freeze_startup_objects, limit_malloc_arenas
 from tokvec_server.validation import SpacyWords
 
@@ -87,7 +89,9 @@ class Server:
         self.health = health.aio.HealthServicer()
 
     async def start(self) -> None:
-        settings = self.settings
+        # What each --model holds picks its backend (sources.py); a model that cannot be served
+        # fails here, before anything binds or loads.
+        settings = self.settings = self.settings.replace(models=tuple(resolve_source(m) for m in self.settings.models))
         loop = self._loop = asyncio.get_running_loop()
         sec = settings.security
         interceptors = [TokenAuth(read_tokens(Path(sec.token_file)))] if sec.token_file else []
@@ -101,6 +105,7 @@ class Server:
                 from tokvec_server.tok2vec import Tok2VecEngine, Tok2VecRunner
 
                 tok2vec = await loop.run_in_executor(None, Tok2VecRunner, model)
+                tok2vec.info = dataclasses.replace(tok2vec.info, pipeline=model.path, component=tok2vec.component)
                 self.engines.append(Tok2VecEngine(model, settings.limits, tok2vec, words, self._fatal))  # type: ignore[arg-type]
                 continue
             runner = await loop.run_in_executor(None, load_runner, model)
