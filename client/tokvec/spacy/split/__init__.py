@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import srsly
 from thinc.api import Config
 
+from tokvec._results import ModelInfo
 from tokvec.spacy.errors import SplitError
 from tokvec.spacy.remote import Remote, RemoteSettings
 from tokvec.spacy.split.plan import Listener, Plan, plan, rewrite
@@ -68,6 +69,7 @@ def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *
     if info.backend not in the_plan.backends:
         raise SplitError(f"the server at {remote.target} serves model {info.name!r} on the {info.backend!r} backend, but the listeners of "
                          f"{the_plan.source!r} follow a {the_plan.factory!r}: serve the pipeline's encoder (tokvec serve --model PIPELINE)")
+    _check_served(info, source, the_plan, remote.target)
     for listener in the_plan.listeners:
         if listener.width is not None and listener.width != info.width:
             raise SplitError(f"component {listener.component!r}: {listener.setting}.width = {listener.width}, but the server's model "
@@ -85,6 +87,32 @@ def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return Split(out, the_plan, info.fingerprint, info.width)
+
+
+def _check_served(info: ModelInfo, source: Path, the_plan: Plan, target: str) -> None:
+    """Refuse a server that says it serves another pipeline's encoder. The stored fingerprint is
+    the server's: without this check a split against the wrong server would pin the wrong model.
+    A server of a plain model folder says nothing (ModelInfo.pipeline empty); one on another
+    machine names a folder this one may not have: then the fingerprint is taken as given."""
+    if not info.pipeline:
+        return
+    if info.component and info.component != the_plan.source:
+        raise SplitError(f"the server at {target} serves component {info.component!r} of {info.pipeline}, but this pipeline's "
+                         f"listeners follow {the_plan.source!r}")
+    try:
+        served = pipeline_folder(info.pipeline)
+    except SplitError:
+        return  # not on this machine
+    mine, theirs = source / the_plan.source / "model", served / (info.component or the_plan.source) / "model"
+    if mine.is_file() and theirs.is_file() and not _same_file(mine, theirs):
+        raise SplitError(f"the server at {target} serves the encoder of {info.pipeline}, not this pipeline's ({theirs} and {mine} differ): "
+                         "serve this pipeline (tokvec serve --model PIPELINE)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return a.read_bytes() == b.read_bytes()
 
 
 def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: str, width: int) -> None:
