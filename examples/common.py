@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EWT = ROOT / "data" / "ewt"
-REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
+REF_PYTHON = Path(os.environ.get("TOKVEC_REF_PYTHON") or ROOT / ".venv-ref" / "bin" / "python")  # as tests/trained_pipelines.py
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the model is a local folder; no hub
 
 

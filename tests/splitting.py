@@ -74,22 +74,3 @@ print(json.dumps({{"blocked": blocked, "heavy": heavy, "annotations": out}}))
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
-
-EXPORT = '''
-import sys, spacy
-trf = spacy.load(sys.argv[1]).get_pipe("transformer").model
-trf.transformer.save_pretrained(sys.argv[2])
-trf.tokenizer.save_pretrained(sys.argv[2])
-'''
-
-
-def export_encoder(pipeline: Path, out: Path) -> Path:
-    """The pipeline's transformer as a HuggingFace folder, saved by spacy-transformers itself in
-    the reference environment: a server for it that does not depend on how tokvec reads pipelines."""
-    from trained_pipelines import ref_python
-
-    if not (out / "config.json").is_file():
-        done = subprocess.run([str(ref_python()), "-c", EXPORT, str(pipeline), str(out)], capture_output=True, text=True,
-                              timeout=600, env=dict(ENV, PYTHONPATH=""), cwd=out.parent)
-        assert done.returncode == 0, done.stderr[-4000:]
-    return out

@@ -21,6 +21,8 @@ class ModelInfo:
     dtype: str
     n_layers: int
     is_default: bool
+    pipeline: str = ""  # a spaCy pipeline's encoder: the pipeline and its component; "" else
+    component: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class ServerInfo:
 
 def server_info(msg: pb.InfoResponse) -> ServerInfo:
     models = [
-        ModelInfo(m.name, m.fingerprint, m.width, m.max_length, m.backend, m.device, _DTYPE_NAMES.get(m.dtype, "?"), m.n_layers, m.is_default)
+        ModelInfo(m.name, m.fingerprint, m.width, m.max_length, m.backend, m.device, _DTYPE_NAMES.get(m.dtype, "?"), m.n_layers, m.is_default,
+                  m.pipeline, m.component)
         for m in msg.models
     ]
     limits = {f.name: getattr(msg.limits, f.name) for f in msg.limits.DESCRIPTOR.fields}

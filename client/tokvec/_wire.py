@@ -91,7 +91,7 @@ def options(
     hidden_layers: Iterable[int] = (), model: str = "", more_poolings: Iterable[str] = (),
 ) -> pb.EmbedOptions:
     more = list(more_poolings)
-    checks = [("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES), *((f"more_poolings[{i}]", p, POOLINGS) for i, p in enumerate(more))]
+    checks: list[tuple[str, str, Mapping[str, object]]] = [("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES), *((f"more_poolings[{i}]", p, POOLINGS) for i, p in enumerate(more))]
     for name, value, table in checks:
         if value not in table:
             raise ValueError(f"{name}: {value!r} is not one of {', '.join(table)}")

@@ -51,17 +51,20 @@ class Batching:
     max_queue_ms: float = 60_000.0
 
 
-BACKENDS = ("torch", "onnx", "fake", "tok2vec")
+BACKENDS = ("auto", "torch", "onnx", "fake", "tok2vec")
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     """One served model: its own runner, queue and batch budget."""
 
-    path: str = ""  # local folder of a HuggingFace encoder; "" = the embedded all-MiniLM-L6-v2;
-    # backend tok2vec: an installed spaCy pipeline's name or a pipeline folder
+    # A local folder (HuggingFace encoder, ONNX export, spaCy pipeline) or an installed spaCy
+    # pipeline's name; "" = the embedded all-MiniLM-L6-v2
+    path: str = ""
     name: str = ""  # chosen per request and listed by Info; "" = derived from the folder
-    backend: str = "torch"  # torch | onnx | fake (the deterministic test runner) | tok2vec (a spaCy pipeline's)
+    # auto (what the path holds decides: sources.py) | torch | onnx | fake (the deterministic
+    # test runner) | tok2vec (a spaCy pipeline's)
+    backend: str = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # compute dtype: auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
     quantize: str = ""  # "" | int8 (ONNX on CPU)

@@ -7,29 +7,33 @@ refused, and annotates otherwise."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pytest
 import spacy
+import srsly
 from spacy.tokens import Doc
 
 from serving import ServerProcess
-from splitting import annotate_without_torch, export_encoder, run_split
+from splitting import annotate_without_torch, run_split
+from tokvec import Client
 from tokvec.spacy import ModelMismatchError, Remote, RemoteListener, TokvecTransformer
 
 
 @pytest.fixture(scope="module")
-def trained_server(trained_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess("--model", str(export_encoder(trained_pipeline, tmp_path_factory.mktemp("encoders") / "trained")))
+def trained_server(trained_pipeline: Path) -> Iterator[ServerProcess]:
+    """`tokvec serve --model PIPELINE`: the fine-tuned encoder read from the pipeline itself."""
+    server = ServerProcess("--model", str(trained_pipeline))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def untuned_server(untuned_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess("--model", str(export_encoder(untuned_pipeline, tmp_path_factory.mktemp("encoders") / "untuned")))
+def untuned_server(untuned_pipeline: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess("--model", str(untuned_pipeline))
     yield server
     server.stop()
 
@@ -82,16 +86,36 @@ def test_the_split_pipeline_annotates_without_torch(split_trained: Path, trained
         assert [t[0] for t in tokens] == want["tags"] and [t[4] for t in tokens] == want["heads"] and [t[5] for t in tokens] == want["deps"]
 
 
+def repin(split: Path, out: Path, fingerprint: str) -> None:
+    """A copy of ``split`` that believes its rows come from ``fingerprint``: the stored model
+    identity (component cfg, config, each listener's saved attrs) overwritten, checks bypassed."""
+    shutil.copytree(split, out)
+    cfg = json.loads((out / "transformer" / "cfg").read_text())
+    (out / "transformer" / "cfg").write_text(json.dumps(dict(cfg, fingerprint=fingerprint)))
+    config = spacy.util.load_config(out / "config.cfg", interpolate=False)
+    config["components"]["transformer"]["fingerprint"] = fingerprint
+    config.to_disk(out / "config.cfg")
+    for component in ("tagger", "parser"):
+        msg = srsly.msgpack_loads((out / component / "model").read_bytes())
+        for attrs in msg["attrs"]:
+            if "fingerprint" in attrs:
+                attrs["fingerprint"] = srsly.msgpack_dumps(fingerprint)  # attrs are stored serialized
+        (out / component / "model").write_bytes(srsly.msgpack_dumps(msg))
+
+
 def test_the_untuned_encoder_is_refused_and_would_annotate_otherwise(split_trained: Path, trained_pipeline: Path, untuned_server: ServerProcess,
                                                                      trained_reference: Any, tmp_path: Path) -> None:
     with pytest.raises(ModelMismatchError, match="fingerprint"):
         spacy.load(split_trained, config={"components.transformer.address": untuned_server.address})
-    # The control: split against the untuned encoder's server instead (tokvec split stores what the
-    # server says), the same trained tagger and parser annotate otherwise.
-    out = tmp_path / "on-untuned"
-    assert run_split(trained_pipeline, out, untuned_server.address).returncode == 0
-    nlp = spacy.load(out)
+    # Nor does tokvec split take the untuned encoder's server for the trained pipeline's.
+    done = run_split(trained_pipeline, tmp_path / "on-untuned", untuned_server.address)
+    assert done.returncode == 1 and "serves the encoder of" in done.stderr and "serve this pipeline" in done.stderr
+    assert not (tmp_path / "on-untuned").exists()
+    # The control, checks bypassed: the same trained tagger and parser on the untuned encoder's rows.
+    with Client(untuned_server.address) as client:
+        untuned = client.info().model.fingerprint
+    repin(split_trained, tmp_path / "repinned", untuned)
+    nlp = spacy.load(tmp_path / "repinned", config={"components.transformer.address": untuned_server.address})
     docs = list(nlp.pipe(ref_docs(nlp, trained_reference)))
     differ = sum(annotations(d) != trained_reference.annotations[r["id"]] for d, r in zip(docs, trained_reference.docs))
     assert differ >= len(docs) // 2
-    assert json.loads((out / "transformer" / "cfg").read_text())["fingerprint"] != json.loads((split_trained / "transformer" / "cfg").read_text())["fingerprint"]

@@ -120,3 +120,22 @@ def test_a_component_with_two_listeners_is_split_with_its_trained_weights(tok2ve
     got = [[t.tag_ for t in d] for d in split.pipe(Doc(split.vocab, words=w, spaces=s) for w, s in words)]
     assert got == want
     assert len({t for doc in want for t in doc}) > 5  # a tagger that learned something, not one tag everywhere
+
+
+def test_a_failure_halfway_leaves_nothing_and_names_the_component(tok2vec_server, tmp_path):
+    import shutil
+
+    from spacy.util import get_package_path
+
+    source = tmp_path / "sm"
+    shutil.copytree(next(get_package_path(PIPELINE).glob("*/config.cfg")).parent, source)
+    (source / "parser" / "model").unlink()  # found only once the split is being written
+    done = run_split(source, tmp_path / "out", tok2vec_server.address)
+    assert done.returncode == 1
+    assert "component 'parser'" in done.stderr and "parser/model is missing" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]  # no OUT, no partial folder
+
+    (tmp_path / "taken").mkdir()
+    done = run_split(PIPELINE, tmp_path / "taken", tok2vec_server.address)
+    assert done.returncode == 1 and "exists: tokvec split writes a new folder" in done.stderr
+    assert list((tmp_path / "taken").iterdir()) == []

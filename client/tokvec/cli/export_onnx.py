@@ -11,12 +11,12 @@ from pathlib import Path
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = commands.add_parser(
         "export-onnx",
-        help="export a HuggingFace encoder folder to ONNX for --backend onnx",
+        help="export a HuggingFace encoder folder (or a spaCy pipeline's transformer) to ONNX for --backend onnx",
         description="Export MODEL_DIR (a local HuggingFace encoder) into OUT_DIR: model.onnx with ORT's transformer fusions, "
         "the tokenizer and config files, and tokvec_onnx.json (source fingerprint, opset, IR version, fusions, quantization). "
         "Serve it with: tokvec serve --model OUT_DIR --backend onnx",
     )
-    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a HuggingFace encoder folder, or a spaCy pipeline (folder or package name) with a spacy-transformers component")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="created, or replaced if it holds an earlier export")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset, 14 to 20 (default 17)")
     p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=True, help="apply ORT's transformer fusions (default: on)")

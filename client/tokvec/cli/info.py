@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"server       {args.server} (tokvec {info.version})")
     for m in info.models:
         print(f"model        {m.name}{' (default)' if m.is_default else ''}")
+        if m.pipeline:
+            print(f"pipeline     {m.pipeline} (component {m.component})")
         print(f"fingerprint  {m.fingerprint}")
         print(f"width        {m.width}")
         print(f"max length   {m.max_length} pieces")

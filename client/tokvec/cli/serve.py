@@ -8,12 +8,13 @@ from pathlib import Path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = commands.add_parser("serve", help="serve a HuggingFace encoder from a local folder")
-    p.add_argument("--model", help="local model folder (default: the embedded all-MiniLM-L6-v2)")
+    p = commands.add_parser("serve", help="serve an encoder: a HuggingFace or ONNX folder, or a trained spaCy pipeline's")
+    p.add_argument("--model", help="a HuggingFace folder, an ONNX export, or a spaCy pipeline (folder or package name) with a "
+                   "spacy-transformers 'transformer' or a 'tok2vec' component (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--address", help="HOST:PORT or unix:PATH (default 127.0.0.1:50051; port 0 picks one)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", help="compute dtype: auto | float32 | float16 | bfloat16")
-    p.add_argument("--backend", help="torch (default) | onnx | tok2vec (--model: a spaCy pipeline name or folder) | fake (deterministic test model)")
+    p.add_argument("--backend", help="auto (default: what --model holds decides) | torch | onnx | tok2vec (--model: a spaCy pipeline name or folder) | fake (deterministic test model)")
     p.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization (onnx backend, CPU)")
     p.add_argument("--vectors", help="also serve a static vectors table (VectorsService): a folder made by tokvec init-vectors, or a spaCy pipeline")
     p.add_argument("--config", type=Path, help="TOML settings file (command-line flags win)")

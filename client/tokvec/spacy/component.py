@@ -148,7 +148,7 @@ class TokvecTransformer(Pipe):
     def set_annotations(self, docs: Iterable[Doc], results: List[Embedding]) -> None:
         pooling, more = self.remote.settings.pooling, self.more_poolings
         for doc, result in zip(docs, results):
-            set_doc_data(doc, result, pooling=pooling, more_poolings=more[: len(result.pooled)], pieces=self.cfg["pieces"])
+            set_doc_data(doc, result, pooling=pooling, more_poolings=more, pieces=self.cfg["pieces"])
 
     def __call__(self, doc: Doc) -> Doc:
         self.set_annotations([doc], self.predict([doc]))

@@ -206,7 +206,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "fingerprint", "width", "max_length", "backend", "device", "dtype", "n_layers", "is_default")
+    __slots__ = ("name", "fingerprint", "width", "max_length", "backend", "device", "dtype", "n_layers", "is_default", "pipeline", "component")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +216,8 @@ class ModelInfo(_message.Message):
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     N_LAYERS_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     fingerprint: str
     width: int
@@ -225,7 +227,9 @@ class ModelInfo(_message.Message):
     dtype: DType
     n_layers: int
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ..., width: _Optional[int] = ..., max_length: _Optional[int] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., n_layers: _Optional[int] = ..., is_default: bool = ...) -> None: ...
+    pipeline: str
+    component: str
+    def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ..., width: _Optional[int] = ..., max_length: _Optional[int] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., n_layers: _Optional[int] = ..., is_default: bool = ..., pipeline: _Optional[str] = ..., component: _Optional[str] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_docs_per_request", "max_tokens_per_doc", "max_chars_per_doc", "max_message_bytes", "max_batch_items", "max_wait_ms", "max_in_flight_per_stream", "rearrival_ms", "max_queued_docs", "max_queued_pieces")

@@ -40,8 +40,16 @@ def ir_version_for(opset: int) -> int:
     raise ExportError(f"--opset {opset}: unknown to onnx {onnx.__version__}")
 
 
-def export_onnx(model_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, optimize: bool = True, quantize: str = "") -> ExportMeta:
-    """Export ``model_dir`` into ``out_dir`` (replaced if it is an earlier export)."""
+def export_onnx(model_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, optimize: bool = True, quantize: str = "",
+                source: tuple[str, str] | None = None) -> ExportMeta:
+    """Export ``model_dir`` into ``out_dir`` (replaced if it is an earlier export). ``model_dir``
+    may be a spaCy pipeline (folder or package name): its spacy-transformers encoder is exported
+    (export/pipeline.py). ``source``: (what, fingerprint) the metadata names as the source, for a
+    folder written from another one; default: ``model_dir`` and its own fingerprint."""
+    from tokvec_server.export.pipeline import export_pipeline, is_pipeline
+
+    if source is None and is_pipeline(str(model_dir)):
+        return export_pipeline(str(model_dir), Path(out_dir), opset=opset, optimize=optimize, quantize=quantize)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise ExportError(f"MODEL_DIR {model_dir}: no config.json (not a HuggingFace model folder)")
@@ -54,14 +62,14 @@ def export_onnx(model_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, o
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        meta = _export_into(model_dir, work, opset, optimize, quantize)
+        meta = _export_into(model_dir, work, opset, optimize, quantize, source)
         _replace(work, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return meta
 
 
-def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quantize: str) -> ExportMeta:
+def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quantize: str, source: tuple[str, str] | None) -> ExportMeta:
     import onnx
     import onnxruntime
     import torch
@@ -78,7 +86,7 @@ def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quanti
     config = model.config
     width = int(config.hidden_size)
     try:
-        source_fp = fingerprint(model_dir, width)
+        source_name, source_fp = source or (str(model_dir.resolve()), fingerprint(model_dir, width))
     except StartupError as exc:
         raise ExportError(str(exc)) from None
     ir_version = ir_version_for(opset)
@@ -107,7 +115,7 @@ def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quanti
     graph = onnx.load(str(work / MODEL_FILE), load_external_data=False)
     diff = _check(model, work, quantize)
     meta = ExportMeta(
-        source=str(model_dir.resolve()),
+        source=source_name,
         source_fingerprint=source_fp,
         fingerprint=source_fp + ("-int8" if quantize else ""),
         opset=next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")),

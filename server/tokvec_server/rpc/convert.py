@@ -169,6 +169,7 @@ def info(models: list[tuple[ModelInfo, Batching]], limits: Limits, version: str)
         models=[pb.ModelInfo(
             name=m.name, fingerprint=m.fingerprint, width=m.width, max_length=m.max_length,
             backend=m.backend, device=m.device, dtype=_DTYPE_PB[m.dtype], n_layers=m.n_layers, is_default=i == 0,
+            pipeline=m.pipeline, component=m.component,
         ) for i, (m, _) in enumerate(models)],
         limits=pb.Limits(
             max_docs_per_request=limits.max_docs_per_request, max_tokens_per_doc=limits.max_tokens_per_doc,

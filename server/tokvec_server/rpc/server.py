@@ -22,6 +22,7 @@ from tokvec_server.rpc.handlers import SERVICE, VECTORS_SERVICE, add_embed_servi
 from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
+from tokvec_server.sources import resolve as resolve_source
 from tokvec_server.threads import freeze_startup_objects, limit_malloc_arenas
 from tokvec_server.validation import SpacyWords
 
@@ -83,7 +84,9 @@ class Server:
         self.health = health.aio.HealthServicer()
 
     async def start(self) -> None:
-        settings = self.settings
+        # What each --model holds picks its backend (sources.py); a model that cannot be served
+        # fails here, before anything binds or loads.
+        settings = self.settings = self.settings.replace(models=tuple(resolve_source(m) for m in self.settings.models))
         loop = self._loop = asyncio.get_running_loop()
         sec = settings.security
         interceptors = [TokenAuth(read_tokens(Path(sec.token_file)))] if sec.token_file else []

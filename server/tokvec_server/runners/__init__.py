@@ -39,6 +39,10 @@ def load_runner(settings: ModelSettings) -> Runner:
         return OnnxRunner(folder, name, settings.device, settings.dtype, settings.quantize)
     if settings.quantize:
         raise StartupError(f"quantize {settings.quantize}: only the onnx backend quantizes (--backend onnx)")
+    if (folder / "config.cfg").is_file():  # a spaCy pipeline: sources.resolve found its transformer
+        from tokvec_server.runners.pipeline import load_pipeline_runner
+
+        return load_pipeline_runner(settings, folder)
     from tokvec_server.runners.torch_runner import TorchRunner
 
     return TorchRunner(folder, name, settings.device, settings.dtype, settings.ragged)

@@ -43,6 +43,9 @@ class ModelInfo:
     backend: str
     device: str
     dtype: DType
+    # A spaCy pipeline's encoder: the pipeline (folder or package name) and its component; "" else.
+    pipeline: str = ""
+    component: str = ""
 
 
 class Runner(Protocol):

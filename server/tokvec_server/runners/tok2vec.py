@@ -65,7 +65,10 @@ class Tok2VecRunner:
         device = "cpu" if self.gpu is None else f"cuda:{self.gpu}"
         # A tok2vec has no piece limit (max_length 0: only max_tokens_per_doc bounds a doc) and no
         # hidden layers to choose from; it computes in float32.
-        self.info = ModelInfo(name, fingerprint(self.model, str(nlp.lang), nlp.vocab), width, 0, 0, "tok2vec", device, DType.FLOAT32)
+        self.info = ModelInfo(
+            name, fingerprint(self.model, str(nlp.lang), nlp.vocab), width, 0, 0, "tok2vec", device, DType.FLOAT32,
+            pipeline=self.source, component=component,
+        )
         self.component = component
         # One thread at a time makes Docs: the pipeline's Vocab is not safe to grow from two.
         self._vocab_lock = threading.Lock()

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import srsly
+from thinc.api import Config
 
+from tokvec._results import ModelInfo
 from tokvec.spacy.errors import SplitError
 from tokvec.spacy.remote import Remote, RemoteSettings
 from tokvec.spacy.split.plan import Listener, Plan, plan, rewrite
@@ -67,6 +69,7 @@ def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *
     if info.backend not in the_plan.backends:
         raise SplitError(f"the server at {remote.target} serves model {info.name!r} on the {info.backend!r} backend, but the listeners of "
                          f"{the_plan.source!r} follow a {the_plan.factory!r}: serve the pipeline's encoder (tokvec serve --model PIPELINE)")
+    _check_served(info, source, the_plan, remote.target)
     for listener in the_plan.listeners:
         if listener.width is not None and listener.width != info.width:
             raise SplitError(f"component {listener.component!r}: {listener.setting}.width = {listener.width}, but the server's model "
@@ -77,13 +80,39 @@ def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        _write(source, partial, util.Config(config), the_plan, info.fingerprint, info.width)
+        _write(source, partial, Config(config), the_plan, info.fingerprint, info.width)
         util.load_model(partial)  # the whole pipeline loads, weights fit, the server is the right one
         partial.rename(out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return Split(out, the_plan, info.fingerprint, info.width)
+
+
+def _check_served(info: ModelInfo, source: Path, the_plan: Plan, target: str) -> None:
+    """Refuse a server that says it serves another pipeline's encoder. The stored fingerprint is
+    the server's: without this check a split against the wrong server would pin the wrong model.
+    A server of a plain model folder says nothing (ModelInfo.pipeline empty); one on another
+    machine names a folder this one may not have: then the fingerprint is taken as given."""
+    if not info.pipeline:
+        return
+    if info.component and info.component != the_plan.source:
+        raise SplitError(f"the server at {target} serves component {info.component!r} of {info.pipeline}, but this pipeline's "
+                         f"listeners follow {the_plan.source!r}")
+    try:
+        served = pipeline_folder(info.pipeline)
+    except SplitError:
+        return  # not on this machine
+    mine, theirs = source / the_plan.source / "model", served / (info.component or the_plan.source) / "model"
+    if mine.is_file() and theirs.is_file() and not _same_file(mine, theirs):
+        raise SplitError(f"the server at {target} serves the encoder of {info.pipeline}, not this pipeline's ({theirs} and {mine} differ): "
+                         "serve this pipeline (tokvec serve --model PIPELINE)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return a.read_bytes() == b.read_bytes()
 
 
 def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: str, width: int) -> None:
@@ -112,14 +141,14 @@ def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: s
     from tokvec.spacy.split.weights import carry_over
 
     for name, listeners in by_component.items():
-        component = nlp.get_pipe(name)
-        for node in component.model.walk():
+        model = getattr(nlp.get_pipe(name), "model")
+        for node in model.walk():
             if isinstance(node, RemoteListener):
                 node.attrs["fingerprint"] = fingerprint
         saved = source / name / "model"
         if not saved.is_file():
             raise SplitError(f"component {name!r}: {saved} is missing: was the pipeline saved after training?")
-        (dest / name / "model").write_bytes(carry_over(saved.read_bytes(), component.model, _in_walk_order(component.model, listeners), name))
+        (dest / name / "model").write_bytes(carry_over(saved.read_bytes(), model, _in_walk_order(model, listeners), name))
 
 
 def _in_walk_order(model: Any, listeners: list[Listener]) -> list[Listener]:

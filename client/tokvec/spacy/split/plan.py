@@ -172,5 +172,5 @@ def rewrite(raw: dict[str, Any], plan: Plan, *, address: str, width: int, finger
     return out
 
 
-def _copy(node: Any) -> Any:
-    return {k: _copy(v) for k, v in node.items()} if isinstance(node, dict) else node
+def _copy(node: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, dict) else v for k, v in node.items()}

@@ -13,7 +13,7 @@ match what the saved file holds is refused, never guessed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import srsly
 from thinc.api import Model, chain, registry
@@ -26,21 +26,21 @@ from tokvec.spacy.split.plan import TOK2VEC_LISTENER, TRANSFORMER_LISTENER, List
 _POOL_LAYERS = {"mean": "reduce_mean.v1", "max": "reduce_max.v1", "first": "reduce_first.v1", "last": "reduce_last.v1", "sum": "reduce_sum.v1"}
 
 
-def _noop(model: Model, X: Any, is_train: bool) -> Any:  # stand-ins are never run
+def _noop(model: Model[Any, Any], X: Any, is_train: bool) -> Any:  # stand-ins are never run
     raise AssertionError("a layout stand-in was run")
 
 
-def stand_in(listener: Listener) -> Model:
+def stand_in(listener: Listener) -> Model[Any, Any]:
     """The layout of the original listener subtree (spacy-transformers 1.x: chain of the
     TransformerListener and ``trfs2arrays`` around the pooling layer; spaCy: one node)."""
     if listener.architecture == TOK2VEC_LISTENER:
         return Model("tok2vec-listener", _noop)
     assert listener.architecture == TRANSFORMER_LISTENER
-    pooling = registry.layers.get(_POOL_LAYERS[listener.pooling])()
+    pooling: Model[Any, Any] = registry.layers.get(_POOL_LAYERS[listener.pooling])()  # type: ignore[attr-defined]
     return chain(Model("transformer-listener", _noop), Model("trfs2arrays", _noop, layers=[pooling]))
 
 
-def carry_over(saved: bytes, model: Model, listeners: list[Listener], component: str) -> bytes:
+def carry_over(saved: bytes, model: Model[Any, Any], listeners: list[Listener], component: str) -> bytes:
     """``saved`` (the original component's model file) rewritten for ``model`` (the split
     component's, built from the split config), whose RemoteListener nodes stand, in walk
     order, for ``listeners``."""
@@ -70,12 +70,12 @@ def carry_over(saved: bytes, model: Model, listeners: list[Listener], component:
         out["nodes"].append(info)
         for key in ("attrs", "params", "shims"):
             out[key].append(msg[key][j])
-    return srsly.msgpack_dumps(out)
+    return cast(bytes, srsly.msgpack_dumps(out))
 
 
-def _walk_with(model: Model, stand_ins: dict[int, Model]) -> list[Model]:
+def _walk_with(model: Model[Any, Any], stand_ins: dict[int, Model[Any, Any]]) -> list[Model[Any, Any]]:
     """``model.walk()`` with each RemoteListener replaced by its stand-in, then put back."""
-    swapped: list[tuple[list[Model], int, Model]] = []
+    swapped: list[tuple[list[Model[Any, Any]], int, Model[Any, Any]]] = []
     try:
         for node in list(model.walk()):
             for k, layer in enumerate(node.layers):
@@ -88,7 +88,7 @@ def _walk_with(model: Model, stand_ins: dict[int, Model]) -> list[Model]:
             layers[k] = layer
 
 
-def _check_layout(msg: dict[str, Any], walk: list[Model], stand_ins: dict[int, Model], component: str) -> None:
+def _check_layout(msg: dict[str, Any], walk: list[Model[Any, Any]], stand_ins: dict[int, Model[Any, Any]], component: str) -> None:
     nodes = msg.get("nodes", [])
     problem = ""
     if len(nodes) != len(walk):
@@ -107,7 +107,7 @@ def _check_layout(msg: dict[str, Any], walk: list[Model], stand_ins: dict[int, M
                          "was it saved by another version of its listener's package?")
 
 
-def _ref(ref: int | None, old_walk: list[Model], stood_for: dict[int, int], new_index: dict[int, int], component: str) -> int | None:
+def _ref(ref: int | None, old_walk: list[Model[Any, Any]], stood_for: dict[int, int], new_index: dict[int, int], component: str) -> int | None:
     if ref is None:
         return None
     node_id = stood_for.get(old_walk[ref].id, old_walk[ref].id)
