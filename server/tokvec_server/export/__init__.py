@@ -69,7 +69,7 @@ def export_onnx(model_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, o
     return meta
 
 
-def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quantize: str, source: tuple[str, str] | None) -> ExportMeta:
+def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quantize: str, source: tuple[str, str] | None = None) -> ExportMeta:
     import onnx
     import onnxruntime
     import torch

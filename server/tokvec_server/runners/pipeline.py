@@ -24,9 +24,9 @@ def load_pipeline_runner(settings: ModelSettings, folder: Path) -> Runner:
 
     try:
         source = detect(str(folder))
-        if source.kind != TRANSFORMER_PIPELINE:
-            raise StartupError(f"--model {folder} --backend {settings.backend}: a {source.kind} (component {source.component!r}); "
-                               "the torch backend serves a pipeline's spacy-transformers component")
+        if source is None or source.kind != TRANSFORMER_PIPELINE:
+            what = f"a {source.kind} (component {source.component!r})" if source else "not a spaCy pipeline"
+            raise StartupError(f"--model {folder} --backend {settings.backend}: {what}; the torch backend serves a pipeline's spacy-transformers component")
         transformer_config(folder, source.component)  # refuses an architecture it does not know
         encoder = read_encoder(folder, source.component)
     except (SourceError, PipelineConfigError, TrfModelError) as exc:
