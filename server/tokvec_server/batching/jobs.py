@@ -27,6 +27,9 @@ class DocOutput:
     layers: list[np.ndarray]  # Shape: (n_tokens, width) each
     pieces: np.ndarray | None  # Shape: (n_pieces, width)
     doc_vector: np.ndarray | None  # Shape: (width,)
+    # One per chunk pooling (OUTPUT_CHUNK_VECTORS), in order. Shape: (n_chunks, width) each
+    chunk_vectors: list[np.ndarray] = field(default_factory=list)
+    chunk_no_piece: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # Shape: (k,)
 
 
 Deliver = Callable[["DocOutput | TokvecError"], None]

@@ -21,7 +21,7 @@ from tokvec_server.metrics import REFUSED
 from tokvec_server.rpc import convert
 from tokvec_server.rpc.handlers import Malformed
 from tokvec_server.settings import Limits
-from tokvec_server.types import DocInput, EmbedOptions
+from tokvec_server.types import DocInput, EmbedOptions, Output
 
 log = logging.getLogger("tokvec.rpc")
 T = TypeVar("T")
@@ -97,12 +97,15 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
     def _engine(self, options: EmbedOptions) -> Engine:
         if not self.ready:
             raise NotReady("the server is not ready (loading or draining)")
-        if not options.model:
-            return self.default
-        if options.model not in self.engines:
+        if options.model and options.model not in self.engines:
             # Echo at most 50 characters of what the caller sent (docs/reliability.md R10: no long input echoed).
             raise InvalidInput(f"options.model: {options.model[:50]!r} is not served (served: {', '.join(sorted(self.engines))})")
-        return self.engines[options.model]
+        engine = self.engines[options.model] if options.model else self.default
+        # The tok2vec backend collects its rows on a path of its own, without the chunk pooling
+        # of batching/collect.py; until it runs behind the shared pipeline it refuses by name.
+        if Output.CHUNK_VECTORS in options.outputs and engine.info.backend == "tok2vec":
+            raise InvalidInput(f"options.outputs: model {engine.info.name!r} is a spaCy tok2vec: it does not serve OUTPUT_CHUNK_VECTORS yet")
+        return engine
 
     @_streaming
     async def Embed(self, request: pb.EmbedRequest | Malformed, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
