@@ -102,17 +102,17 @@ def _pool_chunks(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.nda
     its vectors, one array per chunk pooling.
 
     Shape: rows (any, width) -> (n_chunks, width) per doc and chunk pooling."""
-    no_chunks = np.zeros((0, 2), dtype=np.int64)
-    chunk_bags = {
-        i: bags(job.plan.align_lengths, job.plan.align_indices, job.doc.chunks if job.doc.chunks is not None else no_chunks)
-        for i, job in jobs.items() if Output.CHUNK_VECTORS in job.options.outputs
-    }
+    asked = {i: job for i, job in jobs.items() if Output.CHUNK_VECTORS in job.options.outputs}
+    chunk_bags = {i: bags(job.plan.align_lengths, job.plan.align_indices, job.doc.chunks) for i, job in asked.items() if job.doc.chunks is not None}
+    # A doc without chunks costs no pooling: its (0, width) arrays, one per chunk pooling.
+    out: dict[int, list[np.ndarray]] = {i: [to_host(rows[:0], job.options.dtype)] * len(job.options.chunk_pooling_list) for i, job in asked.items() if i not in chunk_bags}
+    no_bag = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # (doc, place in its chunk_poolings) per (pooling, dtype) group.
     groups: dict[tuple[Pooling, DType], list[tuple[int, int]]] = {}
     for i in chunk_bags:
+        out[i] = [None] * len(jobs[i].options.chunk_pooling_list)  # type: ignore[list-item]
         for k, pooling in enumerate(jobs[i].options.chunk_pooling_list):
             groups.setdefault((pooling, jobs[i].options.dtype), []).append((i, k))
-    out: dict[int, list[np.ndarray]] = {i: [None] * len(jobs[i].options.chunk_pooling_list) for i in chunk_bags}  # type: ignore[list-item]
     for (pooling, dtype), members in groups.items():
         lengths = np.concatenate([chunk_bags[i][0] for i, _ in members])
         indices = np.concatenate([where[i][chunk_bags[i][1]] for i, _ in members])
@@ -120,7 +120,7 @@ def _pool_chunks(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.nda
         bounds = np.cumsum([len(chunk_bags[i][0]) for i, _ in members])[:-1]
         for (i, k), vectors in zip(members, np.split(pooled, bounds)):
             out[i][k] = vectors
-    return chunk_bags, out
+    return {i: chunk_bags.get(i, no_bag) for i in asked}, out
 
 
 def _output(job: DocJob, tokens: np.ndarray, rows: torch.Tensor, where: np.ndarray, width: int) -> DocOutput:
