@@ -113,13 +113,15 @@ class Remote:
             raise ModelMismatchError(f"{who}: tokvec server {self.target} has no model {wanted!r} (it serves {names}): change model", target=self.target)
         return chosen
 
-    def embed(self, docs: Sequence[DocLike], who: str, *, pieces: bool = False) -> list[Embedding]:
-        """One call for all ``docs``; results in doc order. Any failure raises PipelineError."""
+    def embed(self, docs: Sequence[DocLike], who: str, *, pieces: bool = False, chunks: Sequence[Sequence[Sequence[int]]] | None = None,
+              chunk_poolings: Sequence[str] = ()) -> list[Embedding]:
+        """One call for all ``docs``; results in doc order. Any failure raises PipelineError.
+        With ``chunks`` (token ranges per doc) the results hold chunk vectors only, no rows."""
         if not docs:
             return []
-        outputs = ("tokens", "pieces") if pieces else ("tokens",)
+        outputs = ("chunk_vectors",) if chunks is not None else ("tokens", "pieces") if pieces else ("tokens",)
         try:
-            results = sorted(self.client(who).embed_results(docs, outputs=outputs), key=lambda e: e.index)
+            results = sorted(self.client(who).embed_results(docs, outputs=outputs, chunks=chunks, chunk_poolings=chunk_poolings), key=lambda e: e.index)
         except ServerError as exc:
             raise server_failure(who, exc, self.settings.timeout) from None
         if [e.index for e in results] != list(range(len(docs))):
