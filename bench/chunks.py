@@ -1,5 +1,5 @@
 """What chunk vectors cost beside token rows: EWT test through one `tokvec serve`, by N asyncio
-clients (16 docs a request, as `tokvec embed` sends them), asking for token rows alone, or for
+clients (8 docs a request by default), asking for token rows alone, or for
 token rows and chunk vectors from the same forward, in alternating rounds of one run (the order
 reverses every other round), so that the words/s ratio of each round is taken side by side.
 
@@ -84,8 +84,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", help="HOST:PORT of a running server (default: start one)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--per-request", type=int, default=16)
+    p.add_argument("--clients", type=int, default=2)
+    p.add_argument("--per-request", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="every 4th EWT doc (the length mix of the whole split)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args()

@@ -17,7 +17,7 @@ Measured per pipeline and seed: spans P/R/F on dev, and the listening process's 
 (``getrusage``, every thread: gRPC's included) for training and for predicting dev, beside the
 server process's CPU seconds over the same phases.
 
-    python examples/spancat_chunks.py       # about 15 minutes on 2 shared CPU cores
+    python examples/spancat_chunks.py       # about 30 minutes on 2 busy shared CPU cores
 
 Writes examples/results/spancat_chunks.{json,md}.
 """
@@ -153,9 +153,9 @@ def run_one(name: str, address: str, server: psutil.Process, train_golds: list[D
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", type=int, default=400, help="EWT train sentences")
+    p.add_argument("--train", type=int, default=300, help="EWT train sentences")
     p.add_argument("--dev", type=int, default=200, help="EWT test sentences")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = p.parse_args()
     train_golds = sentences(EWT / "en_ewt-ud-train.conllu.gz", args.train)
