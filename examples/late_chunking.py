@@ -144,7 +144,9 @@ def report(res: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.1f}s" for k, v in s.items()) + ".",
         "",
         "The difference column is the document context a vector carries beyond what any two EWT chunks share. "
-        "Whether any of this helps retrieval is not measured here.",
+        "Whether any of this helps retrieval is not measured here. Caveat: all-MiniLM-L6-v2 was trained on inputs of at most "
+        "256 pieces (sentence-transformers' max_seq_length); the late windows here reach 510, as far as its position "
+        "embeddings go and the server allows, so the longer docs are embedded past its training length.",
     ]
     return "\n".join(lines) + "\n"
 
