@@ -59,7 +59,7 @@ def subtree_examples(nlp: Any, n_sents: int) -> list[Example]:
     return out
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)  # about 2 minutes on 2 idle cores
 def test_spancat_on_server_span_vectors_learns_and_matches_the_client(minilm: Any) -> None:
     config = Config().from_str(CFG.replace("{address}", minilm.address))
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
