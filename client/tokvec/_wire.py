@@ -11,7 +11,7 @@ from tokvec.errors import DocError, status_code
 from tokvec.v1 import tokvec_pb2 as pb
 
 # A doc: raw text, a list of words, a mapping with words/spaces (or text) and optionally
-# id/sent_starts, or anything iterable over spaCy tokens. Words sent without spaces have a space
+# id/sent_starts/chunks/chunk_unit, or anything iterable over spaCy tokens. Words sent without spaces have a space
 # after every word, as in spaCy's Doc(vocab, words), which is also what omitted spaces mean on the
 # wire (tokvec.proto). The client sends them explicitly all the same, so its rows do not depend on
 # which server version reads the request.
@@ -19,7 +19,10 @@ DocLike = Union[str, Sequence[str], Mapping[str, Any], Any]
 
 POOLINGS = {"mean": pb.POOLING_MEAN, "max": pb.POOLING_MAX, "first": pb.POOLING_FIRST, "last": pb.POOLING_LAST, "sum": pb.POOLING_SUM}
 DTYPES = {"float32": pb.DTYPE_FLOAT32, "float16": pb.DTYPE_FLOAT16, "bfloat16": pb.DTYPE_BFLOAT16}
-OUTPUTS = {"tokens": pb.OUTPUT_TOKENS, "pieces": pb.OUTPUT_PIECES, "doc_vector": pb.OUTPUT_DOC_VECTOR}
+OUTPUTS = {"tokens": pb.OUTPUT_TOKENS, "pieces": pb.OUTPUT_PIECES, "doc_vector": pb.OUTPUT_DOC_VECTOR, "chunk_vectors": pb.OUTPUT_CHUNK_VECTORS}
+CHUNK_UNITS = {"tokens": pb.CHUNK_UNIT_TOKENS, "chars": pb.CHUNK_UNIT_CHARS}
+# A doc's chunks: (start, end) ranges, end exclusive, of its tokens (or characters).
+Chunks = Sequence[Sequence[int]]
 SPAN_KINDS = {"doc": pb.Spans.KIND_DOC, "sents": pb.Spans.KIND_SENTS, "tokens": pb.Spans.KIND_TOKENS, "pieces": pb.Spans.KIND_PIECES}
 
 
@@ -51,10 +54,58 @@ class Embedding:
     pooled: list[np.ndarray] = field(default_factory=list)  # the rows under each of more_poolings, in order
     doc_vector: np.ndarray | None = None
     pieces: Pieces | None = None
+    # One array per chunk pooling, each (n_chunks, width), chunks in the order given.
+    chunk_vectors: list[np.ndarray] = field(default_factory=list)
+    chunk_no_piece: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     error: DocError | None = None
 
 
-def to_doc(doc: DocLike, index: int) -> pb.Doc:
+def to_doc(doc: DocLike, index: int, chunks: Chunks | None = None, chunk_unit: str | None = None) -> pb.Doc:
+    """The wire doc; ``chunks`` (else a mapping's own "chunks") are ranges in ``chunk_unit``
+    (else the mapping's "chunk_unit", else tokens)."""
+    msg = _doc(doc, index)
+    if chunks is None and isinstance(doc, Mapping):
+        chunks = doc.get("chunks")
+        chunk_unit = chunk_unit or doc.get("chunk_unit")
+    if chunks is not None:
+        unit = chunk_unit or "tokens"
+        if unit not in CHUNK_UNITS:
+            raise ValueError(f"doc {index}: chunk_unit {unit!r} is not one of {', '.join(CHUNK_UNITS)}")
+        ranges = _ranges(chunks, index)
+        msg.chunk_starts.extend(ranges[:, 0].tolist())
+        msg.chunk_ends.extend(ranges[:, 1].tolist())
+        msg.chunk_unit = CHUNK_UNITS[unit]
+    return msg
+
+
+def _ranges(chunks: Chunks, index: int) -> np.ndarray:
+    """Shape: (n_chunks, 2). Checked in one numpy pass: a spancat asks for ~3 chunks per token."""
+    try:
+        ranges = np.asarray(chunks)
+    except ValueError:  # ragged
+        ranges = np.zeros((0, 3))
+    if ranges.size == 0 and len(chunks) == 0:
+        return np.zeros((0, 2), np.int64)
+    if ranges.ndim == 2 and ranges.shape[1] == 2 and np.issubdtype(ranges.dtype, np.integer) and (ranges >= 0).all():
+        return ranges
+    for k, chunk in enumerate(chunks):  # only to name the first bad one
+        if len(chunk) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in chunk):
+            raise ValueError(f"doc {index}: chunks[{k}] is not a (start, end) pair of non-negative ints")
+    raise ValueError(f"doc {index}: chunks is not a list of (start, end) pairs of non-negative ints")
+
+
+def docs_with_chunks(docs: Iterable[DocLike], chunks: Iterable[Chunks | None] | None, chunk_unit: str | None) -> list[pb.Doc]:
+    """The wire docs, chunks paired with docs in order (one entry per doc)."""
+    docs = list(docs)
+    if chunks is None:
+        return [to_doc(d, i, chunk_unit=chunk_unit) for i, d in enumerate(docs)]
+    chunks = list(chunks)
+    if len(chunks) != len(docs):
+        raise ValueError(f"chunks: {len(chunks)} entries for {len(docs)} docs (one list of ranges per doc)")
+    return [to_doc(d, i, c, chunk_unit) for i, (d, c) in enumerate(zip(docs, chunks))]
+
+
+def _doc(doc: DocLike, index: int) -> pb.Doc:
     if isinstance(doc, str):
         return pb.Doc(id=str(index), text=doc)
     if isinstance(doc, Mapping):
@@ -88,10 +139,14 @@ def spans(spec: str) -> pb.Spans:
 
 def options(
     pooling: str = "mean", spans_spec: str = "tokens:128:96", dtype: str = "float32", outputs: Iterable[str] = ("tokens",),
-    hidden_layers: Iterable[int] = (), model: str = "", more_poolings: Iterable[str] = (),
+    hidden_layers: Iterable[int] = (), model: str = "", more_poolings: Iterable[str] = (), chunk_poolings: Iterable[str] = (),
 ) -> pb.EmbedOptions:
-    more = list(more_poolings)
-    checks: list[tuple[str, str, Mapping[str, object]]] = [("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES), *((f"more_poolings[{i}]", p, POOLINGS) for i, p in enumerate(more))]
+    more, chunk_poolings = list(more_poolings), tuple(chunk_poolings)
+    checks: list[tuple[str, str, Mapping[str, object]]] = [
+        ("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES),
+        *((f"more_poolings[{i}]", p, POOLINGS) for i, p in enumerate(more)),
+        *((f"chunk_poolings[{i}]", p, POOLINGS) for i, p in enumerate(chunk_poolings)),
+    ]
     for name, value, table in checks:
         if value not in table:
             raise ValueError(f"{name}: {value!r} is not one of {', '.join(table)}")
@@ -102,6 +157,7 @@ def options(
     return pb.EmbedOptions(
         model=model, pooling=POOLINGS[pooling], spans=spans(spans_spec), dtype=DTYPES[dtype],
         outputs=[OUTPUTS[o] for o in outs], hidden_layers=list(hidden_layers), more_poolings=[POOLINGS[p] for p in more],
+        chunk_poolings=[POOLINGS[p] for p in chunk_poolings],
     )
 
 
@@ -145,6 +201,8 @@ def _embedding(parts: list[pb.DocResult]) -> Embedding:
         layers=layers,
         pooled=[_join([p.pooled[k] for p in parts]) for k in range(len(first.pooled))],
         doc_vector=tensor(first.doc_vector) if first.HasField("doc_vector") else None,
+        chunk_vectors=[_join([p.chunk_vectors[k] for p in parts]) for k in range(len(first.chunk_vectors))],
+        chunk_no_piece=np.asarray(first.chunk_no_piece, dtype=np.int64),
     )
     if first.HasField("pieces"):
         p = first.pieces

@@ -79,10 +79,17 @@ class AsyncClient:
         outputs: Iterable[str] = ("tokens",),
         hidden_layers: Iterable[int] = (),
         more_poolings: Iterable[str] = (),
+        chunks: Iterable[_wire.Chunks | None] | None = None,
+        chunk_unit: str | None = None,
+        chunk_poolings: Iterable[str] = (),
     ) -> list[_wire.Embedding]:
+        """See Client.embed_results."""
         request = pb.EmbedRequest(
-            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers), more_poolings=tuple(more_poolings)),
-            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+            options=self._options(
+                spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers),
+                more_poolings=tuple(more_poolings), chunk_poolings=tuple(chunk_poolings),
+            ),
+            docs=_wire.docs_with_chunks(docs, chunks, chunk_unit),
         )
         for pause in (*RETRY_PAUSES, None):
             assembler = _wire.Assembler()

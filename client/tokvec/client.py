@@ -99,13 +99,25 @@ class Client:
         outputs: Iterable[str] = ("tokens",),
         hidden_layers: Iterable[int] = (),
         more_poolings: Iterable[str] = (),
+        chunks: Iterable[_wire.Chunks | None] | None = None,
+        chunk_unit: str | None = None,
+        chunk_poolings: Iterable[str] = (),
     ) -> list[_wire.Embedding]:
         """Full results, in order; a failed doc comes back with ``error`` set instead of raising.
+
         ``more_poolings`` (e.g. ``("max", "first")``): the same rows pooled those ways too, from
-        the same forward, in each result's ``pooled``."""
+        the same forward, in each result's ``pooled``.
+        ``chunks``: per doc, its (start, end) ranges (end exclusive) of tokens, or of characters
+        with ``chunk_unit="chars"``; with "chunk_vectors" in ``outputs`` each result's
+        ``chunk_vectors`` holds one (n_chunks, width) array per ``chunk_poolings`` entry (one for
+        ``pooling`` when empty), pooled from the same forward as the rows. A mapping doc may carry
+        its own "chunks" instead."""
         request = pb.EmbedRequest(
-            options=self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers), more_poolings=tuple(more_poolings)),
-            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+            options=self._options(
+                spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers),
+                more_poolings=tuple(more_poolings), chunk_poolings=tuple(chunk_poolings),
+            ),
+            docs=_wire.docs_with_chunks(docs, chunks, chunk_unit),
         )
         for pause in (*RETRY_PAUSES, None):
             assembler = _wire.Assembler()

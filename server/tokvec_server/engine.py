@@ -80,7 +80,8 @@ class Engine:
         checked: list[Tokens | TokvecError] = []
         for i, doc in enumerate(docs, first_index):
             try:
-                checked.append(validation.check_doc(doc, i, self.limits, self.words, need_sents))
+                tokens = validation.check_doc(doc, i, self.limits, self.words, need_sents)
+                checked.append(validation.check_chunks(doc, tokens, i, self.limits, options))
             except TokvecError as exc:
                 checked.append(exc)
         valid = [t for t in checked if isinstance(t, Tokens)]

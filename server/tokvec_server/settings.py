@@ -23,6 +23,9 @@ class Limits:
     # (max_chars_per_doc). Operators who want a tighter bound set it.
     max_word_chars: int = 0
     max_id_chars: int = 256
+    # Chunks of one doc (Doc.chunk_starts): each is one (width,) vector per chunk pooling, so
+    # without a bound a small request could ask for gigabytes of output.
+    max_chunks_per_doc: int = 65536
     # Incoming messages; responses are chunked to stay under the 4 MiB gRPC default.
     max_message_bytes: int = 16 * MiB
     max_in_flight_per_stream: int = 256

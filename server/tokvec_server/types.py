@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 class Pooling(str, enum.Enum):
     MEAN = "mean"
@@ -24,6 +26,7 @@ class Output(str, enum.Enum):
     TOKENS = "tokens"
     PIECES = "pieces"
     DOC_VECTOR = "doc_vector"
+    CHUNK_VECTORS = "chunk_vectors"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,12 @@ class EmbedOptions:
     outputs: frozenset[Output] = frozenset({Output.TOKENS})
     hidden_layers: tuple[int, ...] = ()
     more_poolings: tuple[Pooling, ...] = ()  # further poolings of the token rows, from the same forward
+    chunk_poolings: tuple[Pooling, ...] = ()  # empty: (pooling,)
+
+    @property
+    def chunk_pooling_list(self) -> tuple[Pooling, ...]:
+        """The poolings of the chunk vectors, one tensor each."""
+        return self.chunk_poolings or (self.pooling,)
 
 
 @dataclass
@@ -68,6 +77,10 @@ class DocInput:
     text: str = ""
     sent_starts: list[bool] = field(default_factory=list)
     lang: str = ""
+    # The caller's chunks, ranges to pool one vector each over: [start, end) in ``chunk_unit``.
+    chunk_starts: list[int] = field(default_factory=list)
+    chunk_ends: list[int] = field(default_factory=list)
+    chunk_unit: str = "tokens"  # or "chars"
 
 
 @dataclass
@@ -79,3 +92,5 @@ class Tokens:
     spaces: list[bool]
     sent_starts: list[bool] | None
     from_text: bool = False
+    # The doc's chunks as token ranges [start, end), validated. Shape: (n_chunks, 2)
+    chunks: np.ndarray | None = None

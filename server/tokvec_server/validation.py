@@ -10,9 +10,10 @@ import re
 import threading
 from typing import Any
 
+from tokvec_server.alignment.chunks import token_ranges
 from tokvec_server.errors import InvalidInput, limit_error
 from tokvec_server.settings import Limits
-from tokvec_server.types import DocInput, EmbedOptions, Tokens
+from tokvec_server.types import DocInput, EmbedOptions, Output, Pooling, Tokens
 
 _LANG = re.compile(r"^[a-z]{2,3}$")
 RENEW_AFTER = 20_000  # new strings a spaCy pipeline may intern before it is replaced
@@ -88,6 +89,20 @@ def check_options(options: EmbedOptions, max_length: int, n_special: int, n_laye
     for i, layer in enumerate(options.hidden_layers):
         if not -(n_layers + 1) <= layer <= n_layers:
             raise InvalidInput(f"options.hidden_layers[{i}]: {layer} is outside [-{n_layers + 1}, {n_layers}]")
+    # One tensor per entry: bounded as hidden_layers is (a repeat is never needed).
+    if len(options.chunk_poolings) > len(Pooling):
+        raise limit_error("options.chunk_poolings", len(options.chunk_poolings), "poolings there are", len(Pooling))
+
+
+def check_chunks(doc: DocInput, tokens: Tokens, index: int, limits: Limits, options: EmbedOptions) -> Tokens:
+    """Set ``tokens.chunks`` to the doc's chunks as token ranges, checked (see alignment/chunks.py)."""
+    where = f"docs[{index}]"
+    if not (doc.chunk_starts or doc.chunk_ends):
+        return tokens
+    if Output.CHUNK_VECTORS not in options.outputs:
+        raise InvalidInput(f"{where}.chunk_starts: chunks need OUTPUT_CHUNK_VECTORS in options.outputs")
+    tokens.chunks = token_ranges(doc.chunk_starts, doc.chunk_ends, doc.chunk_unit, tokens.words, tokens.spaces, where, limits.max_chunks_per_doc)
+    return tokens
 
 
 def check_doc(doc: DocInput, index: int, limits: Limits, words: SpacyWords, need_sents: bool) -> Tokens:

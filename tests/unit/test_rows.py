@@ -135,3 +135,31 @@ def test_id_set_past_its_merges() -> None:
     assert len(ids) == 1000 and not ids.add("id-500") and not ids.add("id-999")
     assert all(f"id-{i}" in ids for i in range(1000)) and "id-1000" not in ids
     assert ids.add("\ud800 lone surrogate") and "\ud800 lone surrogate" in ids
+
+
+def test_chunk_vectors_follow_their_rows_in_folder_and_npz(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "rows"
+    writer = RowWriter.create(folder, WIDTH, {}, 1 << 20)
+    rows = {name: rng.standard_normal((n, WIDTH)).astype(np.float32) for name, n in (("a", 4), ("b", 0), ("c", 3), ("d", 2))}
+    chunks = {"a": rng.standard_normal((2, WIDTH)).astype(np.float32), "b": np.zeros((0, WIDTH), np.float32), "c": rng.standard_normal((5, WIDTH)).astype(np.float32)}
+    for name, array in rows.items():
+        writer.add(name, array, chunks.get(name))
+    writer.close()
+    lines = [json.loads(line) for line in (folder / layout.INDEX).read_text().splitlines()]
+    assert [(e["row"], e["n"], e.get("chunks")) for e in lines] == [(0, 4, 2), (6, 0, 0), (6, 3, 5), (14, 2, None)]
+    with open_rows(folder) as got:
+        for name, array in rows.items():
+            np.testing.assert_array_equal(got[name], array)
+            want = chunks.get(name)
+            assert (got.chunks(name) is None) if want is None else np.array_equal(got.chunks(name), want)
+        write_npz(got, tmp_path / "out.npz", got.chunks)
+    assert sorted(np.load(tmp_path / "out.npz").files) == ["a", "a/chunks", "b", "b/chunks", "c", "c/chunks", "d"]
+    with open_rows(tmp_path / "out.npz") as got:
+        assert sorted(got) == ["a", "b", "c", "d"] and np.array_equal(got.chunks("c"), chunks["c"]) and got.chunks("d") is None
+    # A killed writer is cut back to its index, chunk rows included.
+    with (folder / layout.INDEX).open("ab") as f:
+        f.write(b'{"id": "e", "sh')
+    RowWriter.resume(folder, {}, 1 << 20).close()
+    with open_rows(folder) as got:
+        assert np.array_equal(got.chunks("c"), chunks["c"]) and len(got) == 4

@@ -86,4 +86,17 @@ def check(doc: Any) -> str | None:
     starts = doc.get("sent_starts")
     if starts is not None and words is not None and (not isinstance(starts, list) or len(starts) != len(words)):
         return f'"sent_starts" is not a list of {len(words)} booleans'
+    return _check_chunks(doc)
+
+
+def _check_chunks(doc: dict[str, Any]) -> str | None:
+    """Chunks are [start, end] token ranges; the server checks them against the doc's tokens."""
+    chunks = doc.get("chunks")
+    if chunks is None:
+        return None
+    if not isinstance(chunks, list):
+        return '"chunks" is not a list of [start, end] pairs'
+    for k, chunk in enumerate(chunks):
+        if not (isinstance(chunk, list) and len(chunk) == 2 and all(type(v) is int and v >= 0 for v in chunk)):
+            return f'"chunks"[{k}] is not a [start, end] pair of non-negative integers'
     return None

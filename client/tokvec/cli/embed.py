@@ -27,7 +27,8 @@ MiB = 1024 * 1024
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = commands.add_parser("embed", help="embed a JSONL corpus into per-token rows (a rows folder, or an .npz)")
-    p.add_argument("input", type=Path, help='one doc per line: {"id", "words", "spaces"} or {"id", "text"}; - reads standard input')
+    p.add_argument("input", type=Path, help='one doc per line: {"id", "words", "spaces"} or {"id", "text"}, optionally "chunks": [[start, end], ...] '
+                   '(token ranges: one vector each, pooled with --pooling, in ID/chunks); - reads standard input')
     p.add_argument("--server", action="append", help="HOST:PORT, unix:PATH or dns:///NAME:PORT; several (repeated or comma-separated) share the work")
     p.add_argument("--output", "-o", type=Path, required=True,
                    help="PATH.npz: one .npz (small jobs); any other PATH: a rows folder (tokvec.open_rows reads both)")
@@ -66,7 +67,13 @@ class Run:
 
     def done_doc(self, item: Item, result: Embedding) -> None:
         assert self.writer is not None
-        self.writer.add(item.id, result.rows)
+        chunks = None
+        if "chunks" in item.doc:
+            if not result.chunk_vectors:
+                self.failed_doc(item, "chunks: the server sent no chunk vectors (it predates OUTPUT_CHUNK_VECTORS)", False)
+                return
+            chunks = result.chunk_vectors[0]
+        self.writer.add(item.id, result.rows, chunks)
         self.finished_bytes += item.size
         self.progress.update(1, len(result.rows), self._bytes())
 
@@ -85,8 +92,14 @@ class Run:
         addresses = [s for arg in (a.server or ["127.0.0.1:50051"]) for s in arg.split(",") if s]
         items = read_docs(source, str(a.input), self.done, self.counts, self.progress.say)
         pump = Pump(addresses, items, {"pooling": a.pooling, "spans": a.spans, "dtype": a.dtype}, batch_size=a.batch_size, wait_s=a.wait,
-                    started=self.started, done=self.done_doc, failed=self.failed_doc, say=self.progress.say)
+                    started=self.started, done=self.done_doc, failed=self.failed_doc, say=self.progress.say, outputs=_outputs)
         await pump.run()
+
+
+def _outputs(info: ServerInfo) -> tuple[str, ...]:
+    """Chunk vectors from every server that has them: a doc without chunks gets none (nothing is
+    pooled for it), so asking costs nothing, and a line's chunks need no option of their own."""
+    return ("tokens", "chunk_vectors")
 
 
 def run(args: argparse.Namespace) -> int:

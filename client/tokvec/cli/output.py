@@ -37,7 +37,7 @@ class Output:
     def finish(self) -> None:
         if self.npz:
             with open_rows(self.partial) as rows:
-                write_npz(rows, self.path)
+                write_npz(rows, self.path, rows.chunks)
             shutil.rmtree(self.partial)
             return
         if self.path.is_dir():

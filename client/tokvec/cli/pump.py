@@ -34,11 +34,12 @@ class Pump:
     def __init__(
         self, addresses: list[str], items: Iterator[Item], client_options: dict[str, Any], *, batch_size: int, wait_s: float,
         started: Callable[[str, ServerInfo], None], done: Callable[[Item, Embedding], None], failed: Callable[[Item, str, bool], None],
-        say: Callable[[str], None],
+        say: Callable[[str], None], outputs: Callable[[ServerInfo], tuple[str, ...]] = lambda _info: ("tokens",),
     ) -> None:
         self.addresses, self.items, self.client_options = addresses, items, client_options
         self.batch_size, self.wait_s = batch_size, wait_s
         self.started, self.done, self.failed, self.say = started, done, failed, say
+        self.outputs = outputs  # what to ask a server for, once its Info is known
         self.retry: list[tuple[float, int, Item]] = []  # a heap: (when, order, item)
         self._order = itertools.count()
         self.exhausted = False
@@ -84,7 +85,7 @@ class Pump:
                 self.started(address, info)
                 window = self._window(info)
                 try:
-                    await self._stream(client, window)
+                    await self._stream(client, window, self.outputs(info))
                 except ServerError as exc:
                     if exc.code not in PASSING:
                         raise Fatal(str(exc)) from None
@@ -112,7 +113,7 @@ class Pump:
             self.say(f"tokvec embed: {address} not ready within {self.wait_s:g}s ({exc.code.name})")
             return False
 
-    async def _stream(self, client: AsyncClient, window: int) -> None:
+    async def _stream(self, client: AsyncClient, window: int, outputs: tuple[str, ...]) -> None:
         sent: dict[int, Item] = {}
         room = asyncio.Semaphore(window)
         count = 0
@@ -146,7 +147,7 @@ class Pump:
                 yield [it.doc for it in batch]
 
         try:
-            async for result in client.stream_batches(batches()):
+            async for result in client.stream_batches(batches(), outputs=outputs):
                 item = sent.pop(result.index)
                 self.in_flight -= 1
                 room.release()

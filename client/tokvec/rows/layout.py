@@ -39,9 +39,18 @@ def npy_header(rows: int, width: int) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
-def index_line(doc_id: str, shard: int, row: int, n: int) -> bytes:
+def index_line(doc_id: str, shard: int, row: int, n: int, chunks: int | None = None) -> bytes:
+    """``chunks``: the doc's chunk vectors, stored right after its n token rows (None: none asked)."""
+    entry = {"id": doc_id, "shard": shard, "row": row, "n": n}
+    if chunks is not None:
+        entry["chunks"] = chunks
     # ASCII JSON: any id (even one with a lone surrogate from a JSON input) survives the round trip.
-    return (json.dumps({"id": doc_id, "shard": shard, "row": row, "n": n}) + "\n").encode("ascii")
+    return (json.dumps(entry) + "\n").encode("ascii")
+
+
+def rows_used(entry: dict[str, Any]) -> int:
+    """Shard rows an index entry takes: its token rows, then its chunk vectors if any."""
+    return int(entry["n"]) + int(entry.get("chunks", 0))
 
 
 def iter_index(folder: Path) -> Iterator[tuple[dict[str, Any], int]]:

@@ -1,5 +1,6 @@
 """``open_rows(PATH)``: a read-only mapping from doc id to its (n_tokens, width) float32 rows, for
-a rows folder (memory-mapped, shard by shard) or an .npz (each array read when asked for)."""
+a rows folder (memory-mapped, shard by shard) or an .npz (each array read when asked for); a doc's
+chunk vectors, when its input had chunks, through ``chunks(id)``."""
 
 from __future__ import annotations
 
@@ -14,12 +15,18 @@ import numpy as np
 from tokvec.rows import layout
 from tokvec.rows.ids import KEY_DTYPE, contains, key
 
+CHUNKS = "/chunks"  # an .npz names a doc's chunk vectors ID/chunks
+
 
 class Rows(Mapping[str, np.ndarray]):
     """Base of both readers: a context manager and a read-only Mapping."""
 
     width: int
     meta: dict[str, Any]
+
+    def chunks(self, doc_id: str) -> np.ndarray | None:
+        """The doc's (n_chunks, width) chunk vectors; None when its input had no chunks."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Drop open files and maps (arrays handed out stay valid while referenced)."""
@@ -42,11 +49,11 @@ class FolderRows(Rows):
         keys, where = bytearray(), array.array("q")
         for e, _ in layout.iter_index(folder):  # a folder still being written: its complete lines
             keys += key(e["id"])
-            where.extend((e["shard"], e["row"], e["n"]))
+            where.extend((e["shard"], e["row"], e["n"], e.get("chunks", -1)))
         unsorted = np.frombuffer(bytes(keys), KEY_DTYPE)
         self._order = np.argsort(unsorted, kind="stable")
         self._keys = unsorted[self._order]
-        self._where = np.frombuffer(where, np.int64).reshape(-1, 3)
+        self._where = np.frombuffer(where, np.int64).reshape(-1, 4)
         self._shards: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -63,10 +70,20 @@ class FolderRows(Rows):
         return isinstance(doc_id, str) and contains(self._keys, key(doc_id)) >= 0
 
     def __getitem__(self, doc_id: str) -> np.ndarray:
+        shard, row, n, _ = self._entry(doc_id)
+        return self._rows(shard, row, n)
+
+    def chunks(self, doc_id: str) -> np.ndarray | None:
+        shard, row, n, k = self._entry(doc_id)
+        return None if k < 0 else self._rows(shard, row + n, k)
+
+    def _entry(self, doc_id: str) -> tuple[int, ...]:
         i = contains(self._keys, key(doc_id)) if isinstance(doc_id, str) else -1
         if i < 0:
             raise KeyError(doc_id)
-        shard, row, n = (int(v) for v in self._where[self._order[i]])
+        return tuple(int(v) for v in self._where[self._order[i]])
+
+    def _rows(self, shard: int, row: int, n: int) -> np.ndarray:
         if n == 0:
             empty = np.zeros((0, self.width), np.float32)
             empty.flags.writeable = False
@@ -83,27 +100,39 @@ class FolderRows(Rows):
 
 
 class NpzRows(Rows):
-    """An .npz as `tokvec embed` writes it: one float32 array per id, read when asked for."""
+    """An .npz as `tokvec embed` writes it: one float32 array per id, read when asked for, and a
+    doc's chunk vectors as the array ``ID/chunks`` (not an id of its own when ``ID`` is one)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._npz = np.load(path)
+        names = set(self._npz.files)
+        self._ids = [f for f in self._npz.files if not (f.endswith(CHUNKS) and f[: -len(CHUNKS)] in names)]
+        self._id_set = set(self._ids)
         self.meta = {}
         self.width = 0
 
     def __len__(self) -> int:
-        return len(self._npz.files)
+        return len(self._ids)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._npz.files)
+        return iter(self._ids)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._npz.files
+        return doc_id in self._id_set
 
     def __getitem__(self, doc_id: str) -> np.ndarray:
-        if doc_id not in self._npz.files:
+        if doc_id not in self._id_set:
             raise KeyError(doc_id)
-        array: np.ndarray = self._npz[doc_id]
+        return self._read(doc_id)
+
+    def chunks(self, doc_id: str) -> np.ndarray | None:
+        if doc_id not in self._id_set:
+            raise KeyError(doc_id)
+        return self._read(doc_id + CHUNKS) if doc_id + CHUNKS in self._npz.files else None
+
+    def _read(self, name: str) -> np.ndarray:
+        array: np.ndarray = self._npz[name]
         array.flags.writeable = False
         return array
 

@@ -48,7 +48,16 @@ class RowWriter:
         done = done if done is not None else IdSet()
         return cls(folder, width, shard_bytes, done, repair(folder, width, done))
 
-    def add(self, doc_id: str, rows: np.ndarray) -> None:
+    def add(self, doc_id: str, rows: np.ndarray, chunks: np.ndarray | None = None) -> None:
+        """One doc's token rows and, when it had chunks, its (n_chunks, width) chunk vectors,
+        stored right after its rows and named by the same index line."""
+        if chunks is not None:
+            if len(chunks) and chunks.shape != (len(chunks), self.width):
+                raise ValueError(f"doc {doc_id!r}: chunk vectors {chunks.shape}, expected (n, {self.width})")
+            if len(rows) and len(chunks):
+                rows = np.concatenate([rows, chunks])
+            elif len(chunks):
+                rows = chunks
         n = len(rows)
         if n and rows.shape != (n, self.width):
             raise ValueError(f"doc {doc_id!r}: rows {rows.shape}, expected (n, {self.width})")
@@ -62,7 +71,8 @@ class RowWriter:
             os.pwrite(self._fd, np.ascontiguousarray(rows, dtype=layout.DTYPE), layout.HEADER + row * self.width * layout.ITEM)
             self._rows += n
             os.pwrite(self._fd, layout.npy_header(self._rows, self.width), 0)
-        os.write(self._index, layout.index_line(doc_id, self._shard, row, n))
+        k = None if chunks is None else len(chunks)
+        os.write(self._index, layout.index_line(doc_id, self._shard, row, n - (k or 0), k))
 
     def _open_shard(self) -> None:
         self._close_shard()
@@ -94,7 +104,7 @@ def repair(folder: Path, width: int, done: IdSet) -> int:
     end = 0
     for e, end in layout.iter_index(folder):
         done.add(e["id"])
-        used[e["shard"]] = max(used.get(e["shard"], 0), e["row"] + e["n"])
+        used[e["shard"]] = max(used.get(e["shard"], 0), e["row"] + layout.rows_used(e))
     index = folder / layout.INDEX
     if index.exists() and index.stat().st_size > end:
         os.truncate(index, end)

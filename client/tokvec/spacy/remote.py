@@ -121,25 +121,38 @@ class Remote:
             self.model_info(who)
         return self._max_docs
 
-    def embed(self, docs: Sequence[DocLike], who: str, *, pieces: bool = False, pooling: str = "", more_poolings: Sequence[str] = ()) -> list[Embedding]:
+    def embed(
+        self, docs: Sequence[DocLike], who: str, *, pieces: bool = False, pooling: str = "", more_poolings: Sequence[str] = (),
+        chunks: Sequence[Sequence[Sequence[int]]] | None = None, chunk_poolings: Sequence[str] = (),
+    ) -> list[Embedding]:
         """Rows for all ``docs``, pooled by ``pooling`` ("" = the settings') and each of
         ``more_poolings`` (Embedding.pooled) from the same forward; results in doc order. One
         call, or one per max_docs_per_request docs for a larger batch. Any failure raises
-        PipelineError."""
+        PipelineError. With ``chunks`` (token ranges per doc) the results hold chunk vectors
+        only, no rows."""
         if not docs:
             return []
-        limit = self.max_docs(who) if len(docs) > 1 else 1
+        limit = (self.max_docs(who) if len(docs) > 1 else 1) or len(docs)
         results: list[Embedding] = []
-        for start in range(0, len(docs), limit or len(docs)):
-            results += self._embed(docs[start : start + (limit or len(docs))], start, who, pieces, pooling, more_poolings)
+        for start in range(0, len(docs), limit):
+            part_chunks = chunks[start : start + limit] if chunks is not None else None
+            results += self._embed(docs[start : start + limit], start, who, pieces, pooling, more_poolings, part_chunks, chunk_poolings)
         for i, e in enumerate(results):
             e.index = i
         return results
 
-    def _embed(self, docs: Sequence[DocLike], start: int, who: str, pieces: bool, pooling: str, more_poolings: Sequence[str]) -> list[Embedding]:
-        outputs = ("tokens", "pieces") if pieces else ("tokens",)
+    def _embed(
+        self, docs: Sequence[DocLike], start: int, who: str, pieces: bool, pooling: str, more_poolings: Sequence[str],
+        chunks: Sequence[Sequence[Sequence[int]]] | None, chunk_poolings: Sequence[str],
+    ) -> list[Embedding]:
+        outputs = ("chunk_vectors",) if chunks is not None else ("tokens", "pieces") if pieces else ("tokens",)
         try:
-            results = sorted(self.client(who).embed_results(docs, outputs=outputs, pooling=pooling or None, more_poolings=more_poolings), key=lambda e: e.index)
+            results = sorted(
+                self.client(who).embed_results(
+                    docs, outputs=outputs, pooling=pooling or None, more_poolings=more_poolings, chunks=chunks, chunk_poolings=chunk_poolings,
+                ),
+                key=lambda e: e.index,
+            )
         except ServerError as exc:
             raise server_failure(who, exc, self.settings.timeout) from None
         if [e.index for e in results] != list(range(len(docs))):

@@ -6,6 +6,12 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ChunkUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHUNK_UNIT_UNSPECIFIED: _ClassVar[ChunkUnit]
+    CHUNK_UNIT_TOKENS: _ClassVar[ChunkUnit]
+    CHUNK_UNIT_CHARS: _ClassVar[ChunkUnit]
+
 class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     POOLING_UNSPECIFIED: _ClassVar[Pooling]
@@ -28,6 +34,10 @@ class Output(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_TOKENS: _ClassVar[Output]
     OUTPUT_PIECES: _ClassVar[Output]
     OUTPUT_DOC_VECTOR: _ClassVar[Output]
+    OUTPUT_CHUNK_VECTORS: _ClassVar[Output]
+CHUNK_UNIT_UNSPECIFIED: ChunkUnit
+CHUNK_UNIT_TOKENS: ChunkUnit
+CHUNK_UNIT_CHARS: ChunkUnit
 POOLING_UNSPECIFIED: Pooling
 POOLING_MEAN: Pooling
 POOLING_MAX: Pooling
@@ -42,22 +52,29 @@ OUTPUT_UNSPECIFIED: Output
 OUTPUT_TOKENS: Output
 OUTPUT_PIECES: Output
 OUTPUT_DOC_VECTOR: Output
+OUTPUT_CHUNK_VECTORS: Output
 
 class Doc(_message.Message):
-    __slots__ = ("id", "words", "spaces", "text", "sent_starts", "lang")
+    __slots__ = ("id", "words", "spaces", "text", "sent_starts", "lang", "chunk_starts", "chunk_ends", "chunk_unit")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     SPACES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SENT_STARTS_FIELD_NUMBER: _ClassVar[int]
     LANG_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_STARTS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ENDS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_UNIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     words: _containers.RepeatedScalarFieldContainer[str]
     spaces: _containers.RepeatedScalarFieldContainer[bool]
     text: str
     sent_starts: _containers.RepeatedScalarFieldContainer[bool]
     lang: str
-    def __init__(self, id: _Optional[str] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., text: _Optional[str] = ..., sent_starts: _Optional[_Iterable[bool]] = ..., lang: _Optional[str] = ...) -> None: ...
+    chunk_starts: _containers.RepeatedScalarFieldContainer[int]
+    chunk_ends: _containers.RepeatedScalarFieldContainer[int]
+    chunk_unit: ChunkUnit
+    def __init__(self, id: _Optional[str] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., text: _Optional[str] = ..., sent_starts: _Optional[_Iterable[bool]] = ..., lang: _Optional[str] = ..., chunk_starts: _Optional[_Iterable[int]] = ..., chunk_ends: _Optional[_Iterable[int]] = ..., chunk_unit: _Optional[_Union[ChunkUnit, str]] = ...) -> None: ...
 
 class Spans(_message.Message):
     __slots__ = ("kind", "window", "stride")
@@ -82,7 +99,7 @@ class Spans(_message.Message):
     def __init__(self, kind: _Optional[_Union[Spans.Kind, str]] = ..., window: _Optional[int] = ..., stride: _Optional[int] = ...) -> None: ...
 
 class EmbedOptions(_message.Message):
-    __slots__ = ("model", "pooling", "spans", "dtype", "outputs", "hidden_layers", "more_poolings")
+    __slots__ = ("model", "pooling", "spans", "dtype", "outputs", "hidden_layers", "more_poolings", "chunk_poolings")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     SPANS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +107,7 @@ class EmbedOptions(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_LAYERS_FIELD_NUMBER: _ClassVar[int]
     MORE_POOLINGS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_POOLINGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     pooling: Pooling
     spans: Spans
@@ -97,7 +115,8 @@ class EmbedOptions(_message.Message):
     outputs: _containers.RepeatedScalarFieldContainer[Output]
     hidden_layers: _containers.RepeatedScalarFieldContainer[int]
     more_poolings: _containers.RepeatedScalarFieldContainer[Pooling]
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., spans: _Optional[_Union[Spans, _Mapping]] = ..., dtype: _Optional[_Union[DType, str]] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., hidden_layers: _Optional[_Iterable[int]] = ..., more_poolings: _Optional[_Iterable[_Union[Pooling, str]]] = ...) -> None: ...
+    chunk_poolings: _containers.RepeatedScalarFieldContainer[Pooling]
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., spans: _Optional[_Union[Spans, _Mapping]] = ..., dtype: _Optional[_Union[DType, str]] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., hidden_layers: _Optional[_Iterable[int]] = ..., more_poolings: _Optional[_Iterable[_Union[Pooling, str]]] = ..., chunk_poolings: _Optional[_Iterable[_Union[Pooling, str]]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("options", "docs")
@@ -152,7 +171,7 @@ class Pieces(_message.Message):
     def __init__(self, hidden: _Optional[_Union[Tensor, _Mapping]] = ..., ids: _Optional[_Iterable[int]] = ..., span_lengths: _Optional[_Iterable[int]] = ..., span_token_starts: _Optional[_Iterable[int]] = ..., span_token_ends: _Optional[_Iterable[int]] = ..., align_lengths: _Optional[_Iterable[int]] = ..., align_indices: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DocResult(_message.Message):
-    __slots__ = ("index", "id", "error", "fingerprint", "n_tokens", "words", "spaces", "row_start", "tokens", "layers", "no_piece", "truncated", "pieces", "piece_start", "doc_vector", "more", "pooled")
+    __slots__ = ("index", "id", "error", "fingerprint", "n_tokens", "words", "spaces", "row_start", "tokens", "layers", "no_piece", "truncated", "pieces", "piece_start", "doc_vector", "more", "pooled", "chunk_vectors", "chunk_start", "chunk_no_piece")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +189,9 @@ class DocResult(_message.Message):
     DOC_VECTOR_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
     POOLED_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_START_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_NO_PIECE_FIELD_NUMBER: _ClassVar[int]
     index: int
     id: str
     error: Error
@@ -187,7 +209,10 @@ class DocResult(_message.Message):
     doc_vector: Tensor
     more: bool
     pooled: _containers.RepeatedCompositeFieldContainer[Tensor]
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., tokens: _Optional[_Union[Tensor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., no_piece: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[int]] = ..., pieces: _Optional[_Union[Pieces, _Mapping]] = ..., piece_start: _Optional[int] = ..., doc_vector: _Optional[_Union[Tensor, _Mapping]] = ..., more: bool = ..., pooled: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+    chunk_vectors: _containers.RepeatedCompositeFieldContainer[Tensor]
+    chunk_start: int
+    chunk_no_piece: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., fingerprint: _Optional[str] = ..., n_tokens: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., spaces: _Optional[_Iterable[bool]] = ..., row_start: _Optional[int] = ..., tokens: _Optional[_Union[Tensor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., no_piece: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[int]] = ..., pieces: _Optional[_Union[Pieces, _Mapping]] = ..., piece_start: _Optional[int] = ..., doc_vector: _Optional[_Union[Tensor, _Mapping]] = ..., more: bool = ..., pooled: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., chunk_vectors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., chunk_start: _Optional[int] = ..., chunk_no_piece: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("result",)

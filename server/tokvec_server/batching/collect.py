@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tokvec_server.alignment.chunks import bags
 from tokvec_server.batching.jobs import DocJob, DocOutput
 from tokvec_server.errors import ModelFailure, TokvecError
 from tokvec_server.pooling import pool
@@ -43,8 +44,12 @@ def finish(jobs: list[DocJob], width: int, device: torch.device) -> None:
         else:
             out[i] = ModelFailure(NON_FINITE)
     tokens = _pool_tokens(good, rows, where)
+    chunk_bags, chunk_vectors = _pool_chunks(good, rows, where)
     for i, job in good.items():
         out[i] = _output(job, tokens[i], rows, where[i], width)
+        if i in chunk_bags:
+            out[i].chunk_vectors = chunk_vectors[i]
+            out[i].chunk_no_piece = np.flatnonzero(chunk_bags[i][0] == 0)
     for i, job in enumerate(jobs):
         job.deliver(out[i])
 
@@ -92,6 +97,33 @@ def _pool_tokens(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.nda
         for i, doc_rows in zip(members, np.split(pooled, bounds)):
             out[i][pooling] = doc_rows
     return out
+
+
+def _pool_chunks(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, list[np.ndarray]]]:
+    """Every chunk vector the docs asked for, with one pooling and one copy per (pooling, dtype)
+    group, as the token rows: per doc, its chunks' bags (pieces per chunk, piece indices) and
+    its vectors, one array per chunk pooling.
+
+    Shape: rows (any, width) -> (n_chunks, width) per doc and chunk pooling."""
+    asked = {i: job for i, job in jobs.items() if Output.CHUNK_VECTORS in job.options.outputs}
+    chunk_bags = {i: bags(job.plan.align_lengths, job.plan.align_indices, job.doc.chunks) for i, job in asked.items() if job.doc.chunks is not None}
+    # A doc without chunks costs no pooling: its (0, width) arrays, one per chunk pooling.
+    out: dict[int, list[np.ndarray]] = {i: [to_host(rows[:0], job.options.dtype)] * len(job.options.chunk_pooling_list) for i, job in asked.items() if i not in chunk_bags}
+    no_bag = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    # (doc, place in its chunk_poolings) per (pooling, dtype) group.
+    groups: dict[tuple[Pooling, DType], list[tuple[int, int]]] = {}
+    for i in chunk_bags:
+        out[i] = [None] * len(jobs[i].options.chunk_pooling_list)  # type: ignore[list-item]
+        for k, pooling in enumerate(jobs[i].options.chunk_pooling_list):
+            groups.setdefault((pooling, jobs[i].options.dtype), []).append((i, k))
+    for (pooling, dtype), members in groups.items():
+        lengths = np.concatenate([chunk_bags[i][0] for i, _ in members])
+        indices = np.concatenate([where[i][chunk_bags[i][1]] for i, _ in members])
+        pooled = to_host(pool(rows, lengths, indices, pooling), dtype)
+        bounds = np.cumsum([len(chunk_bags[i][0]) for i, _ in members])[:-1]
+        for (i, k), vectors in zip(members, np.split(pooled, bounds)):
+            out[i][k] = vectors
+    return {i: chunk_bags.get(i, no_bag) for i in asked}, out
 
 
 def _output(job: DocJob, tokens: dict[Pooling, np.ndarray], rows: torch.Tensor, where: np.ndarray, width: int) -> DocOutput:

@@ -30,6 +30,9 @@ class DocOutput:
     # The token rows under each of options.more_poolings, in order (empty: none asked, or a model
     # whose rows are per token already, where every pooling is ``rows``). Shape: (n_tokens, width) each
     pooled: list[np.ndarray] = field(default_factory=list)
+    # One per chunk pooling (OUTPUT_CHUNK_VECTORS), in order. Shape: (n_chunks, width) each
+    chunk_vectors: list[np.ndarray] = field(default_factory=list)
+    chunk_no_piece: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # Shape: (k,)
 
 
 Deliver = Callable[["DocOutput | TokvecError"], None]

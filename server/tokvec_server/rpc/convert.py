@@ -20,7 +20,9 @@ _POOLING = {pb.POOLING_UNSPECIFIED: Pooling.MEAN, pb.POOLING_MEAN: Pooling.MEAN,
 _DTYPE = {pb.DTYPE_UNSPECIFIED: DType.FLOAT32, pb.DTYPE_FLOAT32: DType.FLOAT32,
           pb.DTYPE_FLOAT16: DType.FLOAT16, pb.DTYPE_BFLOAT16: DType.BFLOAT16}
 _DTYPE_PB = {v: k for k, v in _DTYPE.items() if k != pb.DTYPE_UNSPECIFIED}
-_OUTPUT = {pb.OUTPUT_TOKENS: Output.TOKENS, pb.OUTPUT_PIECES: Output.PIECES, pb.OUTPUT_DOC_VECTOR: Output.DOC_VECTOR}
+_OUTPUT = {pb.OUTPUT_TOKENS: Output.TOKENS, pb.OUTPUT_PIECES: Output.PIECES, pb.OUTPUT_DOC_VECTOR: Output.DOC_VECTOR,
+           pb.OUTPUT_CHUNK_VECTORS: Output.CHUNK_VECTORS}
+_CHUNK_UNIT = {pb.CHUNK_UNIT_UNSPECIFIED: "tokens", pb.CHUNK_UNIT_TOKENS: "tokens", pb.CHUNK_UNIT_CHARS: "chars"}
 _SPANS = {pb.Spans.KIND_DOC: "doc", pb.Spans.KIND_SENTS: "sents", pb.Spans.KIND_TOKENS: "tokens", pb.Spans.KIND_PIECES: "pieces"}
 
 
@@ -35,6 +37,9 @@ def options(msg: pb.EmbedOptions) -> EmbedOptions:
         raise InvalidInput(f"options.more_poolings: {len(msg.more_poolings)} entries > {len(Pooling)} (one per Pooling value)")
     if msg.dtype not in _DTYPE:
         raise InvalidInput(f"options.dtype: {msg.dtype} is not a DType value")
+    for i, value in enumerate(msg.chunk_poolings):
+        if value not in _POOLING:
+            raise InvalidInput(f"options.chunk_poolings[{i}]: {value} is not a Pooling value")
     return EmbedOptions(
         model=msg.model,
         pooling=_POOLING[msg.pooling],
@@ -43,6 +48,7 @@ def options(msg: pb.EmbedOptions) -> EmbedOptions:
         outputs=_outputs(list(msg.outputs)),
         hidden_layers=tuple(msg.hidden_layers),
         more_poolings=tuple(_POOLING[p] for p in msg.more_poolings),
+        chunk_poolings=tuple(_POOLING[v] for v in msg.chunk_poolings),
     )
 
 
@@ -67,7 +73,10 @@ def _outputs(values: list[int]) -> frozenset[Output]:
 
 
 def doc(msg: pb.Doc) -> DocInput:
-    return DocInput(msg.id, list(msg.words), list(msg.spaces), msg.text, list(msg.sent_starts), msg.lang)
+    # An unknown chunk unit fails its doc alone, in validation (alignment/chunks.py names it).
+    unit = _CHUNK_UNIT.get(msg.chunk_unit, str(msg.chunk_unit))
+    return DocInput(msg.id, list(msg.words), list(msg.spaces), msg.text, list(msg.sent_starts), msg.lang,
+                    list(msg.chunk_starts), list(msg.chunk_ends), unit)
 
 
 def _tensor(array: np.ndarray, dtype: DType) -> pb.Tensor:
@@ -88,10 +97,12 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType, more_poo
     itemsize = 2 if dtype is not DType.FLOAT32 else 4
     row_bytes = width * itemsize * (int(out.rows is not None) + len(out.layers) + len(pooled))
     piece_bytes = out.pieces.nbytes if out.pieces is not None else 0
-    # Every chunk carries a share of both token rows and piece rows: budget their sum.
-    parts = n_chunks(plan.n_tokens * row_bytes + piece_bytes)
+    chunk_bytes = sum(v.nbytes for v in out.chunk_vectors)
+    # Every chunk carries a share of token rows, piece rows and chunk vectors: budget their sum.
+    parts = n_chunks(plan.n_tokens * row_bytes + piece_bytes + chunk_bytes)
     row_cuts = cuts(plan.n_tokens, parts)
     piece_cuts = cuts(len(out.pieces) if out.pieces is not None else 0, parts)
+    vector_cuts = cuts(len(out.chunk_vectors[0]) if out.chunk_vectors else 0, parts)
     for k in range(parts):
         a, b = row_cuts[k], row_cuts[k + 1]
         msg = pb.DocResult(index=index, id=out.doc.id, fingerprint=fingerprint, n_tokens=plan.n_tokens, row_start=a, more=k < parts - 1)
@@ -105,19 +116,21 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType, more_poo
             p, q = piece_cuts[k], piece_cuts[k + 1]
             msg.piece_start = p
             msg.pieces.hidden.CopyFrom(_tensor(out.pieces[p:q], dtype))
+        if out.chunk_vectors:
+            c, d = vector_cuts[k], vector_cuts[k + 1]
+            msg.chunk_start = c
+            msg.chunk_vectors.extend(_tensor(vectors[c:d], dtype) for vectors in out.chunk_vectors)
         yield msg
 
 
 def _pooled(out: DocOutput, asked: int) -> list[np.ndarray]:
-    if out.rows is None or not asked:
-        return []
-    # A spaCy tok2vec's rows are one per token by construction (tok2vec/engine.py ignores
-    # pooling): every pooling of them is the rows themselves.
-    return out.pooled or [out.rows] * asked
+    # Every runner's rows go through batching/collect.py, which pools each of more_poolings (a
+    # tok2vec's one piece per token pools to the row itself under every pooling).
+    return out.pooled if out.rows is not None and asked else []
 
 
 def _width(out: DocOutput) -> int:
-    for array in (out.rows, out.pieces, out.doc_vector):
+    for array in (out.rows, out.pieces, out.doc_vector, *out.chunk_vectors[:1]):
         if array is not None:
             return int(array.shape[-1])
     return int(out.layers[0].shape[-1]) if out.layers else 0
@@ -128,6 +141,7 @@ def _first_chunk(msg: pb.DocResult, out: DocOutput, dtype: DType) -> None:
     plan = out.plan
     msg.no_piece.extend(plan.no_piece.tolist())
     msg.truncated.extend(plan.truncated.tolist())
+    msg.chunk_no_piece.extend(out.chunk_no_piece.tolist())
     if out.doc.from_text:
         msg.words.extend(out.doc.words)
         msg.spaces.extend(out.doc.spaces)

@@ -43,12 +43,11 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
     def _engine(self, options: EmbedOptions) -> Engine:
         if not self.ready:
             raise NotReady("the server is not ready (loading or draining)")
-        if not options.model:
-            return self.default
-        if options.model not in self.engines:
+        if options.model and options.model not in self.engines:
             # Echo at most 50 characters of what the caller sent (docs/reliability.md R10: no long input echoed).
             raise InvalidInput(f"options.model: {options.model[:50]!r} is not served (served: {', '.join(sorted(self.engines))})")
-        return self.engines[options.model]
+        engine = self.engines[options.model] if options.model else self.default
+        return engine
 
     @guard
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
