@@ -39,14 +39,15 @@ def _check(chunk: list[dict[str, Any]], rows: list[Any], width: int) -> None:
             raise RuntimeError(f"doc {doc['id']}: rows {r.shape}, expected {(len(doc['words']), width)}")
 
 
-async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int = 1, gate: Callable[[], None] | None = None) -> LoadResult:
+async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int = 1, gate: Callable[[], None] | None = None,
+                spans: str = SPANS) -> LoadResult:
     """Send every doc once through ``clients`` concurrent clients; wall time from first send to last
     reply. ``gate``: called (in a thread) once every client is connected; sending starts when it
     returns (several load processes start together)."""
     chunks: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for start in range(0, len(docs), docs_per_request):
         chunks.put_nowait(docs[start : start + docs_per_request])
-    pool = [AsyncClient(address, spans=SPANS, pooling="mean", timeout=600) for _ in range(clients)]
+    pool = [AsyncClient(address, spans=spans, pooling="mean", timeout=600) for _ in range(clients)]
     # Connect (and learn the width) before the clock starts.
     width = (await pool[0].info()).model.width
     await asyncio.gather(*(c.info() for c in pool[1:]))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 # Summed over labels (one model is served in the bench).
 WANTED = ("tokvec_forward_seconds_sum", "tokvec_forward_seconds_count", "tokvec_batch_spans_sum",
           "tokvec_batch_spans_count", "tokvec_queue_wait_seconds_sum", "tokvec_queue_wait_seconds_count",
-          "tokvec_padding_efficiency")
+          "tokvec_padding_efficiency", "tokvec_prep_seconds_sum", "tokvec_prep_seconds_count")
 
 
 def scrape(url: str) -> dict[str, float]:

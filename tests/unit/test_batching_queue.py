@@ -308,3 +308,40 @@ def test_an_expected_client_that_never_comes_back_costs_a_share_of_the_forward_a
     started = time.monotonic()
     assert set(clients(scheduler.next_batch())) == {"flood"}  # it has left
     assert 0.025 <= time.monotonic() - started < 0.03 + 0.5
+
+
+def test_offer_runs_work_on_the_idle_consumer_and_its_docs_go_next() -> None:
+    scheduler = Scheduler(max_batch_items=512, max_wait_s=0.0, max_queued_pieces=10_000)
+    assert not scheduler.offer(lambda: None)  # nobody waits for a batch yet: the pool path
+    ran_on: list[str] = []
+    got: list[list[int]] = []
+
+    def work() -> None:
+        ran_on.append(threading.current_thread().name)
+        scheduler.submit([job(7)])
+
+    consumer = threading.Thread(target=lambda: got.append(lengths_of(scheduler.next_batch())), name="consumer")
+    consumer.start()
+    while not scheduler.offer(work):  # accepted once the consumer waits with nothing queued
+        time.sleep(0.001)
+    consumer.join(5)
+    assert ran_on == ["consumer"] and got == [[7]]
+
+
+def test_offer_is_refused_while_anything_is_queued_or_offered() -> None:
+    scheduler = Scheduler(max_batch_items=512, max_wait_s=30.0, max_queued_pieces=10_000)
+    gate = threading.Event()
+    consumer = threading.Thread(target=scheduler.next_batch)
+    consumer.start()
+    try:
+        while not scheduler.offer(gate.wait):  # holds the consumer in the work
+            time.sleep(0.001)
+        assert not scheduler.offer(lambda: None)  # the model's thread has its work already
+        gate.set()
+        scheduler.submit([job(5)])  # waits max_wait (30 s) for batch-mates: queued, not idle
+        time.sleep(0.05)
+        assert not scheduler.offer(lambda: None)
+    finally:
+        gate.set()
+        scheduler.close()
+        consumer.join(5)

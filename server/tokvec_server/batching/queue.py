@@ -20,6 +20,10 @@ waited for; on an idle model with one caller, nobody is.
 
 Spans of cancelled docs, and of docs past their deadline or queued too long, leave the queue
 without reaching the model.
+
+A small request that finds the model idle (waiting here, nothing queued) need not cross to the
+prep pool and back: ``offer`` hands its preparing to the model's own thread, which would only
+wait for it otherwise, and which then takes the batch at once (the engine's idle path).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -75,6 +79,10 @@ class Scheduler:
         self._expected: set[str] = set()
         self._expect_until = 0.0
         self._closed = False
+        # The idle path: whether the model's thread waits with nothing queued, and the work
+        # handed to it meanwhile (see offer).
+        self._idle = False
+        self._direct: Callable[[], None] | None = None
         # What makes a scan for dead docs worth its O(queue) cost: a cancel, or the soonest expiry.
         self._cancelled = False
         self._soonest_deadline = math.inf
@@ -139,6 +147,18 @@ class Scheduler:
             self._soonest_deadline = min([self._soonest_deadline, *(job.deadline for job in jobs)])
             self._cond.notify_all()
 
+    def offer(self, work: Callable[[], None]) -> bool:
+        """Run ``work`` on the model's thread next, if that thread is idle: waiting for a batch,
+        nothing queued, no other work handed to it. False (and nothing done) otherwise. ``work``
+        must not raise; it runs without the lock held, and usually ends with a ``submit``."""
+        with self._cond:
+            if not self._idle or self._pending or self._direct is not None or self._closed:
+                return False
+            self._direct = work
+            self._idle = False
+            self._cond.notify_all()
+            return True
+
     def cost(self, lengths: list[int]) -> int:
         """What a batch of spans of these lengths costs the runner, in pieces."""
         return sum(lengths) if self.ragged else len(lengths) * max(lengths, default=0)
@@ -175,10 +195,21 @@ class Scheduler:
             self._batch_done()
             while True:
                 self._drop_dead()
+                if self._direct is not None:
+                    work, self._direct = self._direct, None
+                    # Unlocked: the event loop's check_room and submit must not wait for it.
+                    self._cond.release()
+                    try:
+                        work()
+                    finally:
+                        self._cond.acquire()
+                    continue
                 if not self._pending:
                     if self._closed:
                         return None
+                    self._idle = True
                     self._cond.wait(self._next_expiry())
+                    self._idle = False
                     continue
                 now = time.monotonic()
                 # A full budget goes at once, but for an expected client: a flood fills every
