@@ -196,5 +196,5 @@ def test_client_checks_chunks_before_sending(minilm):
             client.embed_results(["a b"], outputs=("chunk_vectors",), chunks=[[(0, -1)]])
         with pytest.raises(ValueError, match=r"chunk_unit 'words' is not one of"):
             client.embed_results(["a b"], outputs=("chunk_vectors",), chunks=[[(0, 1)]], chunk_unit="words")
-        with pytest.raises(ValueError, match=r"chunk_poolings: 'median'"):
+        with pytest.raises(ValueError, match=r"chunk_poolings\[0\]: 'median'"):
             client.embed_results(["a b"], outputs=("chunk_vectors",), chunks=[[(0, 1)]], chunk_poolings=("median",))

@@ -15,7 +15,7 @@ from spacy.training.converters import conllu_to_docs
 from thinc.api import Config
 
 import tokvec.spacy  # noqa: F401 - registers the layers (an installed tokvec does it by entry point)
-from spacy_support import CONLLU, conllu_head
+from ewt_examples import CONLLU, conllu_head
 from tokvec import Client
 
 LABELS = ("nsubj", "obj", "obl")
