@@ -107,7 +107,12 @@ def resolve(settings: ModelSettings) -> ModelSettings:
     where the torch runner reads it. The default model (path "") and the fake backend pass as they are."""
     if not settings.path or settings.backend == "fake":
         return settings if settings.backend != "auto" else dataclasses.replace(settings, backend="torch")
-    source = detect(settings.path)
+    try:
+        source = detect(settings.path)
+    except SourceError:
+        if settings.backend == "auto":
+            raise
+        return settings  # a backend named: its loader judges the folder (tok2vec finds its own component)
     if source is None:
         return settings if settings.backend != "auto" else dataclasses.replace(settings, backend="torch")
     backend = source.backend if settings.backend == "auto" else settings.backend

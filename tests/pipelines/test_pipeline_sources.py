@@ -3,6 +3,7 @@ one line naming the component and the setting, before anything listens."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,23 @@ def test_serve_refuses_a_damaged_pipeline_in_one_line(trained_pipeline: Path, tm
     stderr = serve_fails("--model", str(folder))
     assert f"{folder}/transformer/model (component 'transformer')" in stderr and len(stderr.strip().splitlines()) == 1
     assert "--backend onnx: a spaCy pipeline is not an ONNX export" in serve_fails("--model", str(trained_pipeline), "--backend", "onnx")
+
+
+def test_reading_a_pipeline_needs_neither_spacy_nor_torch(trained_pipeline: Path) -> None:
+    """Detection, the config and the model file are read with the standard library and srsly: the
+    server may run a transformers that spacy-transformers' pin excludes (here it is not installed)."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tokvec_server.sources import detect\n"
+        "from tokvec_server.spacy_config import transformer_config\n"
+        "from tokvec_server.trf_model import read_encoder\n"
+        f"p = Path({str(trained_pipeline)!r})\n"
+        "s = detect(str(p)); transformer_config(p, s.component); print(read_encoder(p, s.component).fingerprint())\n"
+        "loaded = sorted(m for m in ('torch', 'spacy', 'thinc', 'transformers', 'spacy_transformers') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == read_encoder(trained_pipeline, "transformer").fingerprint()
+    assert importlib.util.find_spec("spacy_transformers") is None
