@@ -74,7 +74,8 @@ def main() -> int:
             run([sys.executable, "-m", "tokvec", "split", str(trained), str(split), "--address", server.address])
         scores["tokvec split + served encoder"] = evaluate(sys.executable, split, data["test"])
         speed = {f"tokvec listeners x{n}": listen(n, sys.executable, split, args.batch_size, args.repeat,
-                                                  "--address", server.address, "--component", "transformer", "--block-torch")
+                                                  "--address", server.address, "--component", "transformer", "--block-torch",
+                                                  "--timeout", "600")  # 4 processes on a small machine
                  for n in (1, 4)}
         speed["tokvec server (shared)"] = {"peak_rss_mib": [round(server.peak_rss_mib(), 1)]}
     finally:
