@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("texts", help="a .jsonl file with a 'text' field per line")
     parser.add_argument("--address", default="", help="tokvec server address (overrides the saved one)")
     parser.add_argument("--component", default="tokvec", help="the tokvec_transformer component --address is for")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a call to the server may take (with --address)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--block-torch", action="store_true")
@@ -38,7 +39,7 @@ def main() -> int:
 
     import spacy
 
-    overrides = {"components": {args.component: {"address": args.address}}} if args.address else {}
+    overrides = {"components": {args.component: {"address": args.address, "timeout": args.timeout}}} if args.address else {}
     start = time.perf_counter()
     nlp = spacy.load(args.pipeline, config=overrides)
     load_s = time.perf_counter() - start
