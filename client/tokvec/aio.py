@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokvec import _wire
-from tokvec._channel import RETRY_PAUSES, SERVICE, Credentials, open_channel, target
+from tokvec._base import AsyncConnection, EmbedRequests
+from tokvec._channel import RETRY_PAUSES, SERVICE, Credentials
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
 from tokvec.errors import ServerError, from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 
 
-class AsyncClient:
+class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
     """``async with AsyncClient(address) as client: rows = await client.embed(docs)``.
 
-    The channel opens on first use, inside the running event loop."""
+    The channel opens on first use, inside the running event loop, and is dropped when the
+    client is pickled."""
 
     def __init__(
         self,
@@ -34,33 +36,11 @@ class AsyncClient:
         metadata: Sequence[tuple[str, str]] = (),
         credentials: Credentials | None = None,
     ) -> None:
-        self.target = target(address)
-        self.timeout = timeout
-        self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
-        self.credentials = credentials or Credentials()
-        self.credentials.check(self.target)
-        self.metadata = tuple(metadata) + self.credentials.metadata()
-        _wire.options(**self.defaults)
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.EmbedServiceStub | None = None
+        super().__init__(address, timeout=timeout, metadata=metadata, credentials=credentials)
+        self._set_defaults(pooling, spans, dtype, model)
 
-    @property
-    def stub(self) -> pb_grpc.EmbedServiceStub:
-        if self._stub is None:
-            self._stub = pb_grpc.EmbedServiceStub(self._open())
-        return self._stub
-
-    def _open(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            self._channel = open_channel(self.target, self.credentials, aio=True)
-        return self._channel
-
-    def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
-        chosen = dict(self.defaults)
-        if spans is not None:
-            chosen["spans_spec"] = spans
-        chosen.update({k: v for k, v in overrides.items() if v is not None})
-        return _wire.options(**chosen)
+    def _new_stub(self, channel: grpc.aio.Channel) -> pb_grpc.EmbedServiceStub:
+        return pb_grpc.EmbedServiceStub(channel)  # type: ignore[no-untyped-call]
 
     async def embed(self, docs: Iterable[_wire.DocLike], *, pooling: str | None = None, spans: str | None = None, dtype: str | None = None) -> list[np.ndarray]:
         results = await self.embed_results(docs, pooling=pooling, spans=spans, dtype=dtype)
@@ -84,13 +64,7 @@ class AsyncClient:
         chunk_poolings: Iterable[str] = (),
     ) -> list[_wire.Embedding]:
         """See Client.embed_results."""
-        request = pb.EmbedRequest(
-            options=self._options(
-                spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers),
-                more_poolings=tuple(more_poolings), chunk_poolings=tuple(chunk_poolings),
-            ),
-            docs=_wire.docs_with_chunks(docs, chunks, chunk_unit),
-        )
+        request = self._embed_request(docs, pooling, spans, dtype, outputs, hidden_layers, more_poolings, chunks, chunk_unit, chunk_poolings)
         for pause in (*RETRY_PAUSES, None):
             assembler = _wire.Assembler()
             results: list[_wire.Embedding] = []
@@ -173,25 +147,11 @@ class AsyncClient:
             raise from_rpc_error(exc, self.target) from None
 
     async def tokenize(self, docs: Iterable[_wire.DocLike], *, spans: str | None = None) -> list[TokenizedDoc]:
-        request = pb.TokenizeRequest(
-            model=self.defaults["model"], spans=_wire.spans(spans or self.defaults["spans_spec"]),
-            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
-        )
+        request = self._tokenize_request(docs, spans)
         try:
             return tokenized(await self.stub.Tokenize(request, timeout=self.timeout, metadata=self.metadata))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self.target) from None
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-        self._channel = self._stub = None
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 async def _batched(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike], size: int) -> AsyncIterator[list[_wire.DocLike]]:
@@ -207,8 +167,8 @@ async def _batched(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike],
 
 async def _aiter(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike]) -> AsyncIterator[_wire.DocLike]:
     if hasattr(docs, "__aiter__"):
-        async for doc in docs:  # type: ignore[union-attr]
+        async for doc in docs:
             yield doc
     else:
-        for doc in docs:  # type: ignore[union-attr]
+        for doc in docs:
             yield doc

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokvec import _wire
-from tokvec._channel import RETRY_PAUSES, SERVICE, Credentials, open_channel, target
+from tokvec._base import EmbedRequests, SyncConnection
+from tokvec._channel import RETRY_PAUSES, SERVICE, Credentials
 from tokvec._results import ServerInfo, TokenizedDoc, server_info, tokenized
 from tokvec.errors import ServerError, from_rpc_error
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 
 
-class Client:
+class Client(EmbedRequests, SyncConnection[pb_grpc.EmbedServiceStub]):
     """A connection to a tokvec server. The channel opens on first use (never before a fork)
     and is dropped when the client is pickled.
 
@@ -37,26 +38,11 @@ class Client:
         metadata: Sequence[tuple[str, str]] = (),
         credentials: Credentials | None = None,
     ) -> None:
-        self.target = target(address)
-        self.timeout = timeout
-        self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
-        self.credentials = credentials or Credentials()
-        self.credentials.check(self.target)
-        self.metadata = tuple(metadata) + self.credentials.metadata()
-        _wire.options(**self.defaults)  # fail now on a bad default, not on the first call
-        self._channel: grpc.Channel | None = None
-        self._stub: pb_grpc.EmbedServiceStub | None = None
+        super().__init__(address, timeout=timeout, metadata=metadata, credentials=credentials)
+        self._set_defaults(pooling, spans, dtype, model)
 
-    @property
-    def stub(self) -> pb_grpc.EmbedServiceStub:
-        if self._stub is None:
-            self._stub = pb_grpc.EmbedServiceStub(self._open())
-        return self._stub
-
-    def _open(self) -> grpc.Channel:
-        if self._channel is None:
-            self._channel = open_channel(self.target, self.credentials, aio=False)
-        return self._channel
+    def _new_stub(self, channel: grpc.Channel) -> pb_grpc.EmbedServiceStub:
+        return pb_grpc.EmbedServiceStub(channel)  # type: ignore[no-untyped-call]
 
     def wait_ready(self, timeout: float | None) -> None:
         """Return once the server reports SERVING (standard gRPC health): waits through a server
@@ -73,13 +59,6 @@ class Client:
         finally:
             call.cancel()
         raise ServerError("the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target)
-
-    def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
-        chosen = dict(self.defaults)
-        if spans is not None:
-            chosen["spans_spec"] = spans
-        chosen.update({k: v for k, v in overrides.items() if v is not None})
-        return _wire.options(**chosen)
 
     def embed(self, docs: Iterable[_wire.DocLike], *, pooling: str | None = None, spans: str | None = None, dtype: str | None = None) -> list[np.ndarray]:
         """One float32 array (n_tokens, width) per doc, in order. Raises DocError for a failed doc."""
@@ -112,13 +91,7 @@ class Client:
         ``chunk_vectors`` holds one (n_chunks, width) array per ``chunk_poolings`` entry (one for
         ``pooling`` when empty), pooled from the same forward as the rows. A mapping doc may carry
         its own "chunks" instead."""
-        request = pb.EmbedRequest(
-            options=self._options(
-                spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers),
-                more_poolings=tuple(more_poolings), chunk_poolings=tuple(chunk_poolings),
-            ),
-            docs=_wire.docs_with_chunks(docs, chunks, chunk_unit),
-        )
+        request = self._embed_request(docs, pooling, spans, dtype, outputs, hidden_layers, more_poolings, chunks, chunk_unit, chunk_poolings)
         for pause in (*RETRY_PAUSES, None):
             assembler = _wire.Assembler()
             results: list[_wire.Embedding] = []
@@ -167,28 +140,8 @@ class Client:
             raise from_rpc_error(exc, self.target) from None
 
     def tokenize(self, docs: Iterable[_wire.DocLike], *, spans: str | None = None) -> list[TokenizedDoc]:
-        request = pb.TokenizeRequest(
-            model=self.defaults["model"], spans=_wire.spans(spans or self.defaults["spans_spec"]),
-            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
-        )
+        request = self._tokenize_request(docs, spans)
         try:
             return tokenized(self.stub.Tokenize(request, timeout=self.timeout, metadata=self.metadata))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self.target) from None
-
-    def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = self._stub = None
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A channel must never cross a fork or a pickle: the copy reopens its own on first use.
-        state = self.__dict__.copy()
-        state["_channel"] = state["_stub"] = None
-        return state

@@ -19,7 +19,8 @@ import grpc
 import numpy as np
 
 from tokvec import _wire
-from tokvec._channel import Credentials, open_channel, target
+from tokvec._base import SyncConnection
+from tokvec._channel import Credentials
 from tokvec.errors import DocError, from_rpc_error, status_code
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import vectors_pb2 as vpb
@@ -67,24 +68,15 @@ class Neighbours:
     error: DocError | None = None
 
 
-class VectorsClient:
-    """A connection to a tokvec server's VectorsService; the channel opens on first use."""
+class VectorsClient(SyncConnection[vpb_grpc.VectorsServiceStub]):
+    """A connection to a tokvec server's VectorsService. The channel opens on first use (never
+    before a fork) and is dropped when the client is pickled."""
 
     def __init__(self, address: str | Sequence[str] = "127.0.0.1:50051", *, timeout: float | None = 60.0, credentials: Credentials | None = None) -> None:
-        self.target = target(address)
-        self.timeout = timeout
-        self.credentials = credentials or Credentials()
-        self.credentials.check(self.target)
-        self.metadata = self.credentials.metadata()
-        self._channel: grpc.Channel | None = None
-        self._stub: vpb_grpc.VectorsServiceStub | None = None
+        super().__init__(address, timeout=timeout, credentials=credentials)
 
-    @property
-    def stub(self) -> vpb_grpc.VectorsServiceStub:
-        if self._stub is None:
-            self._channel = open_channel(self.target, self.credentials, aio=False)
-            self._stub = vpb_grpc.VectorsServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        return self._stub
+    def _new_stub(self, channel: grpc.Channel) -> vpb_grpc.VectorsServiceStub:
+        return vpb_grpc.VectorsServiceStub(channel)  # type: ignore[no-untyped-call]
 
     def _call(self, method: str, request: Any) -> Any:
         try:
@@ -132,22 +124,6 @@ class VectorsClient:
             error = DocError(m.error.message, status_code(m.error.code), i, "") if m.HasField("error") else None
             out.append(Neighbours(np.asarray(m.keys, np.uint64), list(m.words), np.asarray(m.rows, np.int64), np.asarray(m.scores, np.float32), m.oov, error))
         return out
-
-    def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = self._stub = None
-
-    def __enter__(self) -> VectorsClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_channel"] = state["_stub"] = None
-        return state
 
 
 def _item(item: Item) -> vpb.Item:

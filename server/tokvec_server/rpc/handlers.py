@@ -13,7 +13,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import grpc
 
@@ -90,7 +90,7 @@ def guard(method: Callable[..., Any]) -> Callable[..., Any]:
     return unary
 
 
-def _add(server: grpc.aio.Server, service: str, methods: dict[str, tuple[Callable[..., Any], Callable[..., Awaitable[Any]], Any, Any]]) -> None:
+def _add(server: grpc.aio.Server, service: str, methods: dict[str, tuple[Callable[..., Any], Callable[..., Any], Any, Any]]) -> None:
     """``methods``: name -> (grpc's handler kind, the servicer's method, request and response types)."""
     handlers = {name: kind(method, _lenient(request), response.SerializeToString) for name, (kind, method, request, response) in methods.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
