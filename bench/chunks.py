@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import SPANS, load_docs, n_words  # noqa: E402
+
 from server import ServerProcess  # noqa: E402
 from tokvec import AsyncClient  # noqa: E402
 

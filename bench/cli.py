@@ -20,13 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median_low
-from typing import Any, Callable
+from typing import Any
 
 from corpus import SPANS, load_docs, n_words
 from load import drive
 from run import child_json, machine, say
+
 from server import ServerProcess
 
 BENCH = Path(__file__).resolve().parent

@@ -36,17 +36,18 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-
 from corpus import load_docs, n_words
 from gpu_checks import Variant, build_model, copy_tokenizer, device_to_host, parity
 from gpu_load import GpuSampler, drive_processes, facts, model_spans, raw_padded, raw_ragged
 from gpu_report import write_report
 from gpu_stages import host_stages
 from metrics import Delta, scrape
+
 from server import ServerProcess
 
 

@@ -10,14 +10,14 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
 from queue import Empty
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-
 from corpus import pack, span_texts
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from corpus import SPANS
 
 GROUP = 64  # docs pooled and copied together, about what one batch completes

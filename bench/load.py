@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from tokvec import AsyncClient
+from typing import Any
 
 from corpus import SPANS
+
+from tokvec import AsyncClient
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from typing import Any
 
 from corpus import ROOT, default_model, load_docs, n_words
 from load import LoadResult, drive
+
 from server import ServerProcess
 
 LOADS = ((1, 1), (8, 1), (8, 16))  # (clients, docs per request)
@@ -157,7 +158,6 @@ class RawForward:
 
     def drive(self, docs: list[dict[str, Any]], docs_per_request: int) -> LoadResult:
         import torch
-
         from raw_forward import padded
 
         latencies = []

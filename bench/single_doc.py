@@ -28,13 +28,14 @@ import asyncio
 import json
 import statistics
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import torch
-
 from corpus import SPANS, default_model, doc_with_words, load_docs, span_texts
 from metrics import scrape
 from raw_forward import onnx_forward, padded, torch_forward
+
 from tokvec import AsyncClient
 
 WORDS = 40

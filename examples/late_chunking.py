@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import EWT, Server  # noqa: E402
+
 from tokvec import Client  # noqa: E402
 
 SENTS_PER_CHUNK = 3

@@ -45,8 +45,9 @@ from thinc.api import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tokvec.spacy  # noqa: E402,F401 - registers the layers (an installed tokvec does it by entry point)
 from common import EWT, Server  # noqa: E402
+
+import tokvec.spacy  # noqa: E402,F401 - registers the layers (an installed tokvec does it by entry point)
 
 LABELS = ("nsubj", "obj", "obl")
 RESULTS = Path(__file__).resolve().parent / "results"

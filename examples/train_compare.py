@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import EWT, REF_PYTHON, ROOT, Server, convert, run, slice_conllu
+from common import EWT, REF_PYTHON, Server, convert, run, slice_conllu
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs"

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 import trained_pipelines
 from serving import DATA, ServerProcess, ServerThread
+
 from tokvec_server.settings import ModelSettings, Settings
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+from serving import DATA
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.training.converters import conllu_to_docs  # type: ignore[attr-defined]
-
-from serving import DATA
 
 # The train split is stored compressed (data/ewt/README.md).
 CONLLU = {"train": DATA / "en_ewt-ud-train.conllu.gz", "test": DATA / "en_ewt-ud-test.conllu"}

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spacy.tokens import Doc
-
 from serving import ENV, ROOT
+from spacy.tokens import Doc
 
 # Put first on PYTHONPATH: Python imports sitecustomize at startup, before any test code.
 BLOCKER = '''

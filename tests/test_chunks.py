@@ -48,7 +48,7 @@ def test_chunk_vectors_equal_numpy_pooling_of_the_pieces(minilm, ewt_docs, spans
     with Client(minilm.address, spans=spans) as client:
         results = client.embed_results(docs, outputs=("tokens", "pieces", "chunk_vectors"), chunks=chunks, chunk_poolings=POOLINGS)
     worst = 0.0
-    for doc, doc_chunks, result in zip(docs, chunks, results):
+    for doc_chunks, result in zip(chunks, results):
         assert result.error is None
         assert [v.shape for v in result.chunk_vectors] == [(len(doc_chunks), 384)] * len(POOLINGS)
         for k, chunk in enumerate(doc_chunks):
@@ -119,7 +119,7 @@ BAD = [
 
 @pytest.mark.parametrize("chunks,unit,message", BAD)
 def test_an_invalid_chunk_fails_its_doc_alone(minilm, chunks, unit, message):
-    words = "The quick brown fox jumps over the lazy dog".split()
+    words = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
     good = {"words": words, "chunks": [(0, 9)]}
     with Client(minilm.address) as client:
         bad, fine = client.embed_results([{"words": words, "chunks": chunks, "chunk_unit": unit}, good], outputs=("tokens", "chunk_vectors"))

@@ -8,7 +8,6 @@ import sys
 import time
 
 import numpy as np
-
 from serving import DATA
 
 TOKVEC = [sys.executable, "-m", "tokvec"]

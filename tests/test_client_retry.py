@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Iterator
 
 import grpc
 import numpy as np

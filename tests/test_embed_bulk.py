@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from serving import ENV, ServerProcess, corpus
+
 from tokvec import Client, open_rows
 
 TOKVEC = [sys.executable, "-m", "tokvec"]
@@ -128,7 +128,7 @@ def test_open_rows_reads_every_format(minilm: Any, reference: dict[str, np.ndarr
     with (tmp_path / "in.jsonl").open("a") as f:
         f.write(json.dumps(long) + "\n")
     outputs = {"folder": tmp_path / "rows", "npz": tmp_path / "rows.npz"}
-    for name, path in outputs.items():
+    for path in outputs.values():
         done = embed(str(tmp_path / "in.jsonl"), "--server", f"{minilm.address},{minilm.address}", "--output", str(path), "--shard-mb", "0.5")
         assert done.returncode == 0, done.stderr
         assert "41 docs" in done.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from serving import ENV, ServerThread, corpus
+
 from tokvec_server.settings import Batching, ModelSettings, Settings
 
 

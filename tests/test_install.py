@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from serving import ROOT, ServerProcess
+
 from tokvec import Client
 
 OLDEST = {"grpcio": "1.71.0", "grpcio-health-checking": "1.71.0", "protobuf": "5.29.0"}  # the lower bounds in pyproject.toml

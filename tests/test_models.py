@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from serving import ServerThread
+
 from tokvec import Client, ServerError
 from tokvec_server.runners import default_model_path
 from tokvec_server.settings import ModelSettings, Settings

@@ -10,16 +10,17 @@ import json
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import torch
-
 from serving import ROOT, ServerProcess
+
 from tokvec import Client
 from tokvec_server import export
 from tokvec_server.runners import default_model_path, load_runner

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tokvec.v1 import tokvec_pb2, vectors_pb2
-from tokvec_server.settings import MiB, Limits
+from tokvec_server.settings import Limits, MiB
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "proto" / "tokvec" / "v1" / "tokvec.proto"

@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import ray
+from serving import ENV, ServerProcess, corpus
 
 import tokvec.ray
-from serving import ENV, ServerProcess, corpus
 from tokvec import open_rows
 
 # Ray Data's own defaults trip its deprecation warnings (DataContext), whatever the caller does.

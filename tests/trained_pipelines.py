@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from serving import ROOT
 
 BUILDER = ROOT / "tests" / "pipelines" / "build_trained.py"

@@ -4,7 +4,8 @@ the two embed clients, the defaults and the messages they send."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, Iterable, Self, Sequence, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from tokvec import _wire
 from tokvec._channel import Credentials, open_channel, target

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from tokvec.v1 import tokvec_pb2 as pb
 # after every word, as in spaCy's Doc(vocab, words), which is also what omitted spaces mean on the
 # wire (tokvec.proto). The client sends them explicitly all the same, so its rows do not depend on
 # which server version reads the request.
-DocLike = Union[str, Sequence[str], Mapping[str, Any], Any]
+DocLike = str | Sequence[str] | Mapping[str, Any] | Any
 
 POOLINGS = {"mean": pb.POOLING_MEAN, "max": pb.POOLING_MAX, "first": pb.POOLING_FIRST, "last": pb.POOLING_LAST, "sum": pb.POOLING_SUM}
 DTYPES = {"float32": pb.DTYPE_FLOAT32, "float16": pb.DTYPE_FLOAT16, "bfloat16": pb.DTYPE_BFLOAT16}

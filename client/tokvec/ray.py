@@ -15,7 +15,8 @@ headless Service in deploy/). The actors mostly wait on the servers: a fraction 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -12,8 +12,9 @@ Items of a pair name a doc of the same call: ``(doc,)`` the whole doc, ``(doc, i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import grpc
 import numpy as np

@@ -18,7 +18,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import spacy

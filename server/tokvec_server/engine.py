@@ -11,9 +11,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tokvec_server import validation
 from tokvec_server.alignment import DocPlan

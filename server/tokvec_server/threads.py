@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from serving import ROOT
+
 from tokvec import Client
 
 NODE_DIR = ROOT / "examples" / "clients" / "node"

@@ -39,7 +39,7 @@ def received_bytes(port: int, hosts: list[str]) -> dict[tuple[str, str], int]:
 
 def per_server(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int], hosts: list[str]) -> dict[str, int]:
     """Bytes received by each host between two ``received_bytes`` readings (new sockets count from 0)."""
-    total: Counter[str] = Counter({h: 0 for h in hosts})
+    total: Counter[str] = Counter(dict.fromkeys(hosts, 0))
     for (local, peer), n in after.items():
         total[host_of(local)] += n - before.get((local, peer), 0)
     return dict(total)

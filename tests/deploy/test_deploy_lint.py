@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from serving import ROOT
 
 LINT = ROOT / "scripts" / "lint_deploy.sh"

@@ -12,15 +12,16 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-
 from loopback import FakeDNS, per_server, received_bytes
 from serving import ROOT, ServerProcess
+
 from tokvec import Client, ServerError
 from tokvec._wire import Embedding
 

@@ -9,13 +9,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-
 from serving import ROOT, ServerProcess
+
 from tokvec import Client
 
 TEXTS = ["The server embeds once; every pipeline that shares it listens.", "Sidecars talk over a socket, don't they?"]

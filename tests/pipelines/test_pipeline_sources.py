@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import srsly
-
 from serving import ENV
+
 from tokvec_server.export import ExportError, export_onnx
 from tokvec_server.runners import StartupError, default_model_path, load_runner
 from tokvec_server.settings import ModelSettings
@@ -76,7 +76,7 @@ def test_resolve_auto_and_overrides(trained_pipeline: Path) -> None:
 def test_transformer_config_gives_span_getter_and_listener_poolings(trained_pipeline: Path) -> None:
     config = transformer_config(trained_pipeline, "transformer")
     assert config.span_getter == {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96}
-    assert {(l.component, l.pooling, l.grad_factor) for l in config.listeners} == {("tagger", "reduce_mean.v1", 1.0), ("parser", "reduce_max.v1", 1.0)}
+    assert {(x.component, x.pooling, x.grad_factor) for x in config.listeners} == {("tagger", "reduce_mean.v1", 1.0), ("parser", "reduce_max.v1", 1.0)}
 
 
 def test_a_pipeline_with_nothing_to_serve_names_its_components(trained_pipeline: Path, tmp_path: Path) -> None:

@@ -7,16 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-
 from serving import ENV, ServerProcess
+from trained_pipelines import LISTENERS, Reference
+
 from tokvec import Client
 from tokvec_server.trf_model import read_encoder
-from trained_pipelines import LISTENERS, Reference
 
 SPANS = "tokens:128:96"  # the pipelines' strided_spans.v1 window 128 stride 96
 POOLING = {"reduce_mean.v1": "mean", "reduce_max.v1": "max"}

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
-
 from serving import ServerThread
+
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 from tokvec_server.batching.queue import Scheduler

@@ -13,14 +13,15 @@ batches without the cancelled docs, and everything is checked.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-
 from faultkit import Batches, Doc, DocMaker, channels, embed_call, fake_server, results, rows, wait_until
+
 from tokvec_server.engine import Engine
 
 P99_FREE_S = 0.020

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-
 from faultkit import Batches, Doc, DocMaker, channels, embed_call, fake_server, results, rows, wait_until
+
 from tokvec_server.errors import DeadlineExceeded
 from tokvec_server.types import DocInput, EmbedOptions
 

@@ -11,17 +11,18 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import torch
+from faultkit import fake_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faultkit import fake_server
 from tokvec import Client
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server import validation

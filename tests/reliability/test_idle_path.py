@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-
-import tokvec
 from faultkit import fake_server, wait_until
 from serving import ServerThread
+
+import tokvec
 from tokvec_server.engine import IDLE_PATH_MAX_WORDS, Engine
 
 

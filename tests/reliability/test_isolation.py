@@ -14,16 +14,17 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import torch
-
 from faultkit import Batches, Doc, DocMaker, channels, embed_call, fake_server, results, rows, stop
 from serving import ServerThread
+
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server.batching.worker import ModelWorker
 from tokvec_server.runners.batch import Batch

@@ -9,10 +9,10 @@ import logging
 import re
 
 import pytest
-
-import tokvec
 from load import tokvec_serve
 from serving import ServerThread
+
+import tokvec
 from tokvec_server.logs import JsonFormatter
 
 

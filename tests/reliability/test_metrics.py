@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-import tokvec
 from faultkit import fake_server
 from load import EWT, metrics_address, scrape, serve, wait_until, write_config
+
+import tokvec
 
 CONFIG = """
 metrics_address = "127.0.0.1:0"

@@ -9,15 +9,16 @@ INVALID_ARGUMENT alone (TooLargeForDevice: sending it again cannot help), saying
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import torch
-
 from faultkit import Batches, Doc, DocMaker, channels, embed_call, fake_server, results, rows, stop
 from serving import ServerThread
+
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server.runners.batch import Batch
 from tokvec_server.settings import Batching, ModelSettings, Settings

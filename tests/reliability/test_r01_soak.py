@@ -12,16 +12,29 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-
-import tokvec
-from load import EWT, Load, Sampler, Spawned, Timings, gauges, metrics_address, pct, saturation, scrape, serve, wait_until
+from load import (
+    EWT,
+    Load,
+    Sampler,
+    Spawned,
+    Timings,
+    gauges,
+    metrics_address,
+    pct,
+    saturation,
+    scrape,
+    serve,
+    wait_until,
+)
 from load.driver import load_docs
 from serving import ServerProcess
+
+import tokvec
 
 # Short docs, more of them per second on two CPU cores. The character cap leaves out the one EWT
 # doc whose first 32 words hold two long URLs (374 pieces, 10x the median): each time the streams
@@ -75,7 +88,7 @@ def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int,
     docs = load_docs(EWT, int(MAX_WORDS), "", int(MAX_CHARS))
     srcs = sorted(set(t.src.tolist()))
     with tokvec.Client(server.address) as client:
-        solo = {src: rows for src, rows in zip(srcs, client.embed([docs[s] for s in srcs]))}
+        solo = dict(zip(srcs, client.embed([docs[s] for s in srcs])))
     assert all(n == len(docs[s]["words"]) for n, s in zip(t.n_rows, t.src))
     expected = np.array([solo[s].sum(dtype=np.float64) for s in t.src])
     assert np.allclose(t.checksum, expected, rtol=1e-4, atol=1e-2), "a stream got rows that are not its doc's"

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import grpc
 import pytest
-
-import tokvec
 from load import HealthProbe, Load, Sampler, Timings, pct, serve, wait_until, write_config
 from serving import ServerProcess
+
+import tokvec
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 

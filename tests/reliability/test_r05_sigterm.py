@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import grpc
+from load import HealthProbe, Load, metrics_address, scrape, tokvec_serve, wait_until, write_config
 
 import tokvec
-from load import HealthProbe, Load, metrics_address, scrape, tokvec_serve, wait_until, write_config
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 
@@ -70,7 +70,7 @@ class NeverReads(threading.Thread):
                     while not self.stop.is_set():
                         await asyncio.wait_for(call.write(request), 0.5)
                         self.written += 16
-                except (asyncio.TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError):
+                except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError):
                     pass  # flow control stopped us, or the server went away
                 while not self.stop.is_set():
                     await asyncio.sleep(0.05)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-
-import tokvec
 from load import HealthProbe, Load, Spawned, pct, serve, tokvec_serve, write_config
 from serving import ServerThread
+
+import tokvec
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec.v1 import tokvec_pb2_grpc as pb_grpc
 from tokvec_server.settings import Batching, Limits, ModelSettings, Settings
@@ -33,9 +33,8 @@ def test_not_serving_until_warmed_up(tmp_path: Path) -> None:
         probe = HealthProbe(server.address, every=0.02)
         # A bare stub: tokvec.Client would resend the call until the server is ready.
         request = pb.EmbedRequest(docs=[pb.Doc(words=DOC["words"], spaces=DOC["spaces"])])
-        with grpc.insecure_channel(server.address) as channel:
-            with pytest.raises(grpc.RpcError) as refused:
-                list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=5))
+        with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as refused:
+            list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=5))
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         ready = server.wait_for("tokvec: ready", 60)
         time.sleep(0.2)

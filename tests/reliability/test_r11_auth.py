@@ -9,16 +9,17 @@ import datetime
 import hmac
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
 import trustme
-
-import tokvec
 from load import health
 from serving import ServerProcess, ServerThread
+
+import tokvec
 from tokvec.v1 import tokvec_pb2 as pb
 from tokvec_server.rpc import auth
 from tokvec_server.settings import ModelSettings, Security, Settings
@@ -165,7 +166,7 @@ class Pki:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.ca, self.client_ca, self.foreign_ca = trustme.CA(), trustme.CA(), trustme.CA()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.server = self.ca.issue_cert("127.0.0.1", "localhost")
         self.expired_server = self.ca.issue_cert("127.0.0.1", "localhost", not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1))
         self.client = self.client_ca.issue_cert("client@tokvec.test")

@@ -10,13 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
-import tokvec
 from load import health, wait_until
 from serving import ServerThread
+
+import tokvec
 from tokvec_server.settings import Batching, ModelSettings, Settings
 
 # HTTP/2 (RFC 9113) frame types and the error code gRPC sends with too_many_pings.

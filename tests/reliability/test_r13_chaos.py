@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from load import HealthProbe, Load, free_port, tokvec_serve, wait_until, write_config
 from serving import ServerThread
+
 from tokvec_server.settings import Batching, ModelSettings, Settings
 
 

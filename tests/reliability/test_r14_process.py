@@ -10,13 +10,13 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from packaging.specifiers import SpecifierSet
-
 from serving import ROOT, ServerThread
+
 from tokvec.v1 import tokvec_pb2
 from tokvec_server.settings import ModelSettings, Settings
 

@@ -7,15 +7,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import spacy
-from spacy.language import Language
-
-from serving import DATA, ServerProcess
 from ewt_examples import ewt_examples
+from serving import DATA, ServerProcess
+from spacy.language import Language
 from spacy_support import example_pipeline
 
 

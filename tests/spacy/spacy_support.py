@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from serving import ROOT
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import load_config, load_model_from_config
 
-from serving import ROOT
 from tokvec.spacy import TokvecTransformer
 
 CONFIG = ROOT / "examples" / "configs" / "tagger_parser_tokvec.cfg"

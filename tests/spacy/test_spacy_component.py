@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import srsly
+from serving import ROOT
 
 import tokvec.spacy
-from serving import ROOT
 from tokvec import Client
 
 GOLDEN = ROOT / "tests" / "golden"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
-
 from serving import ServerProcess
+
 from tokvec.spacy import PipelineError
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 import spacy
-from spacy.tokens import Doc
-
 from ewt_examples import ewt_examples
+from spacy.tokens import Doc
 from spacy_support import example_pipeline, tagger, upstream
+
 from tokvec import Client
 from tokvec.spacy import ModelMismatchError, PipelineError, Remote, RemoteListener, remote_listener
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import spacy
-
 from spacy_support import upstream
 
 # The parent annotates first (n_process=1), so it holds an open channel when nlp.pipe forks.

@@ -4,17 +4,18 @@ next batch's request in flight while the listeners work."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import spacy
+from ewt_examples import ewt_examples
+from serving import ServerThread
 from spacy.language import Language
 from spacy.tokens import Doc
-
-from serving import ServerThread
-from ewt_examples import ewt_examples
 from spacy_support import example_pipeline, upstream
+
 from tokvec import Client
 from tokvec.spacy import Remote, RemoteListener
 from tokvec_server.settings import Limits, ModelSettings, Settings

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import spacy
-
 from spacy_support import doc_annotations
+
 from tokvec.spacy import ModelMismatchError
 
 # torch is made unimportable, as in an install of tokvec[spacy] (no torch), and every attempt to

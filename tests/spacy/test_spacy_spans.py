@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import spacy
+from ewt_examples import CONLLU, conllu_head
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.training.converters import conllu_to_docs
 from thinc.api import Config
 
 import tokvec.spacy  # noqa: F401 - registers the layers (an installed tokvec does it by entry point)
-from ewt_examples import CONLLU, conllu_head
 from tokvec import Client
 
 LABELS = ("nsubj", "obj", "obl")

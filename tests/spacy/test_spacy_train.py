@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ewt_examples import CONLLU, conllu_head
 from spacy_support import CONFIG
 

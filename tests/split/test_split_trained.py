@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import spacy
 import srsly
-from spacy.tokens import Doc
-
 from serving import ServerProcess
+from spacy.tokens import Doc
 from splitting import annotate_without_torch, run_split
+
 from tokvec import Client
 from tokvec.spacy import ModelMismatchError, Remote, RemoteListener, TokvecTransformer
 

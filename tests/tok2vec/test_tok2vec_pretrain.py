@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from serving import ServerProcess
 
 import tokvec
-from serving import ServerProcess
 
 BASE_CONFIG = """
 [paths]

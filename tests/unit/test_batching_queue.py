@@ -65,7 +65,7 @@ def test_pack_properties(lengths: list[int], budget: int, data: st.DataObject) -
     floor = data.draw(st.sampled_from([0.0, 0.5, 0.8, 1.0]))
     chosen = pack(arr, budget, first, floor)
     assert first in chosen.tolist()
-    assert chosen.tolist() == sorted(set(chosen.tolist())) and 0 <= chosen.min() and chosen.max() < len(arr)
+    assert chosen.tolist() == sorted(set(chosen.tolist())) and chosen.min() >= 0 and chosen.max() < len(arr)
     picked, k = arr[chosen], len(chosen)
     if k > 1:
         assert k * picked.max() <= budget

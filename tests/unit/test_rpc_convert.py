@@ -57,7 +57,7 @@ def assemble(messages: list[pb.DocResult]) -> _wire.Embedding:
 
 
 def test_chunk_budget_is_3_mib() -> None:
-    assert CHUNK_BYTES == 3 * MiB
+    assert 3 * MiB == CHUNK_BYTES
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 40, 1000, 65537])

@@ -13,9 +13,9 @@ from spacy.ml.models import build_tagger_model
 from thinc.api import Model
 
 from tokvec.spacy import RemoteListener
+from tokvec.spacy.errors import SplitError
 from tokvec.spacy.split.plan import plan, rewrite
 from tokvec.spacy.split.weights import carry_over, stand_in
-from tokvec.spacy.errors import SplitError
 
 
 def listener(pooling: str = "reduce_mean.v1", upstream: str = "*") -> dict[str, Any]:

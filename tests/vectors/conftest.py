@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-
 from serving import DATA, ServerProcess
+
 from tokvec.cli import main as tokvec_main
 
 WIDTH = 24

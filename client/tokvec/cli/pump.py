@@ -8,7 +8,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Any, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import grpc
 

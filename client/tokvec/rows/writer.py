@@ -102,7 +102,7 @@ def repair(folder: Path, width: int, done: IdSet) -> int:
     the next shard's number."""
     used: dict[int, int] = {}
     end = 0
-    for e, end in layout.iter_index(folder):
+    for e, end in layout.iter_index(folder):  # noqa: B007 - the last entry's end is read after the loop
         done.add(e["id"])
         used[e["shard"]] = max(used.get(e["shard"], 0), e["row"] + layout.rows_used(e))
     index = folder / layout.INDEX

@@ -4,10 +4,11 @@ stores them on the docs and feeds them to the listeners of later components."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any
 
 import srsly
 from spacy import util
@@ -42,9 +43,9 @@ DEFAULT_CONFIG = {
 
 @Language.factory("tokvec_transformer", assigns=["doc._.tokvec"], default_config=DEFAULT_CONFIG)
 def make_tokvec_transformer(
-    nlp: Language, name: str, address: Union[str, List[str]], pooling: str, spans: str, dtype: str,
+    nlp: Language, name: str, address: str | list[str], pooling: str, spans: str, dtype: str,
     timeout: float, model: str, token_env: str, tls: bool, ca_file: str, fingerprint: str, pieces: bool,
-) -> "TokvecTransformer":
+) -> TokvecTransformer:
     """Rows from a tokvec server for every doc, shared with the listeners of later components.
     ``fingerprint`` pins the server's model ("" = whatever serves at initialize, then saved);
     ``pieces`` also keeps piece-level hidden states and alignment in ``doc._.tokvec_pieces``."""
@@ -61,11 +62,11 @@ class TokvecTransformer(Pipe):
         self.vocab = vocab
         self.name = name
         self.remote = Remote(settings)
-        self.cfg: Dict[str, Any] = {"fingerprint": fingerprint, "width": None, "pieces": pieces}
+        self.cfg: dict[str, Any] = {"fingerprint": fingerprint, "width": None, "pieces": pieces}
         # A standalone fetcher over the same connection: what replaces a listener if it is cut loose.
         self.model = RemoteListener("", None, self.remote)
         self.model.component = name
-        self.listener_map: Dict[str, List[RemoteListener]] = {}
+        self.listener_map: dict[str, list[RemoteListener]] = {}
         install_extensions()
 
     @property
@@ -80,11 +81,11 @@ class TokvecTransformer(Pipe):
     # -- listeners: the protocol spaCy's Language._link_components drives (spacy.ty.ListenedToComponent)
 
     @property
-    def listeners(self) -> List[RemoteListener]:
+    def listeners(self) -> list[RemoteListener]:
         return [m for c in self.listening_components for m in self.listener_map[c]]
 
     @property
-    def listening_components(self) -> List[str]:
+    def listening_components(self) -> list[str]:
         return list(self.listener_map)
 
     def add_listener(self, listener: RemoteListener, component_name: str) -> None:
@@ -135,7 +136,7 @@ class TokvecTransformer(Pipe):
 
     # -- running
 
-    def predict(self, docs: Iterable[Doc]) -> List[Embedding]:
+    def predict(self, docs: Iterable[Doc]) -> list[Embedding]:
         """One server call for the whole batch, every listener's pooling from the same forward
         (more than one call only past the server's max_docs_per_request); results in doc order."""
         docs = list(docs)
@@ -145,7 +146,7 @@ class TokvecTransformer(Pipe):
             self._learn(results[0].fingerprint, results[0].rows.shape[1])
         return results
 
-    def set_annotations(self, docs: Iterable[Doc], results: List[Embedding]) -> None:
+    def set_annotations(self, docs: Iterable[Doc], results: list[Embedding]) -> None:
         pooling, more = self.remote.settings.pooling, self.more_poolings
         for doc, result in zip(docs, results):
             set_doc_data(doc, result, pooling=pooling, more_poolings=more, pieces=self.cfg["pieces"])
@@ -159,7 +160,7 @@ class TokvecTransformer(Pipe):
         this one (the listeners) work on the current batch: the server and this process overlap.
         At most IN_FLIGHT requests wait beyond the batch being handed on."""
         stream = iter(stream)
-        pending: Deque[tuple[List[Doc], Future[List[Embedding]]]] = deque()
+        pending: deque[tuple[list[Doc], Future[list[Embedding]]]] = deque()
         # One thread: requests go out one at a time, in batch order (the server batches across
         # callers anyway); the thread ends with the generator, so none outlives nlp.pipe.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tokvec-{self.name}")
@@ -180,7 +181,7 @@ class TokvecTransformer(Pipe):
                 future.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: dict[str, float] | None = None) -> dict[str, float]:
         """Send this batch's rows to every listener. Nothing here learns: the encoder is frozen."""
         docs = [eg.predicted for eg in examples]
         results = self.predict(docs)
@@ -191,7 +192,7 @@ class TokvecTransformer(Pipe):
             listener.receive(batch_id, rows[listener.wanted_pooling])
         return {} if losses is None else losses
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None) -> None:
         """Ask the server for its model; remember its fingerprint and width, tell the listeners."""
         self.check_server()
         if nlp is not None:
@@ -215,10 +216,10 @@ class TokvecTransformer(Pipe):
 
     # -- saving: address and options live in config.cfg; cfg keeps the model's identity
 
-    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         util.to_disk(path, {"cfg": lambda p: srsly.write_json(p, self.cfg)}, exclude)
 
-    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "TokvecTransformer":
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> TokvecTransformer:
         """Load, then reconnect and refuse a server whose model differs from the saved one."""
         util.from_disk(path, {"cfg": lambda p: self.cfg.update(srsly.read_json(p))}, exclude)
         self.check_server()
@@ -227,6 +228,6 @@ class TokvecTransformer(Pipe):
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
         return util.to_bytes({"cfg": lambda: srsly.json_dumps(self.cfg)}, exclude)
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> "TokvecTransformer":
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> TokvecTransformer:
         util.from_bytes(bytes_data, {"cfg": lambda b: self.cfg.update(srsly.json_loads(b))}, exclude)
         return self

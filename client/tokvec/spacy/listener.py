@@ -4,7 +4,8 @@ through an upstream ``tokvec_transformer`` component or fetched by the listener 
 from __future__ import annotations
 
 import logging
-from typing import Callable, List, Optional, Sequence, Union, cast
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 from spacy.tokens import Doc
@@ -20,7 +21,7 @@ from tokvec.spacy.remote import Remote, RemoteSettings, check_model
 logger = logging.getLogger("tokvec.spacy")
 
 
-class RemoteListener(Model[List[Doc], List[Floats2d]]):
+class RemoteListener(Model[list[Doc], list[Floats2d]]):
     """Hands a downstream component one row per token, as spaCy's Tok2VecListener does.
 
     During ``nlp.update`` the upstream component sends each batch's rows with ``receive``; when
@@ -42,7 +43,7 @@ class RemoteListener(Model[List[Doc], List[Floats2d]]):
         self.upstream_remote: Remote | None = None  # set by the upstream tokvec_transformer
         self.component = ""  # the downstream component this listener is in, for messages
         self._batch_id: int | None = None
-        self._outputs: List[Floats2d] | None = None
+        self._outputs: list[Floats2d] | None = None
         self._said_frozen = False
 
     @property
@@ -64,20 +65,20 @@ class RemoteListener(Model[List[Doc], List[Floats2d]]):
                 f"{self.component or 'the component'!r} with width set to the server's width.")
 
     @classmethod
-    def get_batch_id(cls, docs: List[Doc]) -> int:
+    def get_batch_id(cls, docs: list[Doc]) -> int:
         return sum(sum(token.orth for token in doc) for doc in docs)
 
     def receive(self, batch_id: int, outputs: Sequence[np.ndarray]) -> None:
         """Rows for the next training batch, from the upstream component's ``update``."""
         self._batch_id, self._outputs = batch_id, [self.ops.asarray2f(cast(Floats2d, rows)) for rows in outputs]
 
-    def take_received(self, docs: List[Doc]) -> List[Floats2d]:
+    def take_received(self, docs: list[Doc]) -> list[Floats2d]:
         if self._outputs is None or self.get_batch_id(docs) != self._batch_id:
             raise ValueError(f"{self.who}: received rows for another batch than the one being updated ({self._batch_id} vs {self.get_batch_id(docs)})")
         outputs, self._batch_id, self._outputs = self._outputs, None, None
         return outputs
 
-    def frozen_backprop(self, d_rows: List[Floats2d]) -> List[Doc]:
+    def frozen_backprop(self, d_rows: list[Floats2d]) -> list[Doc]:
         """No gradient flows to the server's encoder; docs have none either."""
         if not self._said_frozen:
             logger.info("%s: the remote encoder is frozen; gradients stop at this listener (grad_factor = 0)", self.who)
@@ -85,7 +86,7 @@ class RemoteListener(Model[List[Doc], List[Floats2d]]):
         return []
 
 
-def forward(model: RemoteListener, docs: List[Doc], is_train: bool) -> tuple[List[Floats2d], Callable[[List[Floats2d]], List[Doc]]]:
+def forward(model: RemoteListener, docs: list[Doc], is_train: bool) -> tuple[list[Floats2d], Callable[[list[Floats2d]], list[Doc]]]:
     if is_train and model._batch_id is not None:
         rows = model.take_received(docs)
     else:
@@ -97,11 +98,11 @@ def forward(model: RemoteListener, docs: List[Doc], is_train: bool) -> tuple[Lis
     return rows, model.frozen_backprop
 
 
-def rows_for(model: RemoteListener, docs: List[Doc]) -> List[Floats2d]:
+def rows_for(model: RemoteListener, docs: list[Doc]) -> list[Floats2d]:
     """Rows stored on the docs; the others from one server call. Never zeros in their place."""
     expected = str(model.attrs["fingerprint"])
-    out: List[Optional[np.ndarray]] = []
-    missing: List[int] = []
+    out: list[np.ndarray | None] = []
+    missing: list[int] = []
     pooling = model.wanted_pooling
     for i, doc in enumerate(docs):
         rows, fingerprint = doc_rows(doc, pooling)
@@ -126,7 +127,7 @@ def rows_for(model: RemoteListener, docs: List[Doc]) -> List[Floats2d]:
     return [model.ops.asarray2f(cast(Floats2d, rows)) for rows in out]
 
 
-def init(model: RemoteListener, X: List[Doc] | None = None, Y: object = None) -> None:
+def init(model: RemoteListener, X: list[Doc] | None = None, Y: object = None) -> None:
     """Learn width and fingerprint from the server when nothing upstream has set them."""
     remote = model.remote
     if remote is None or (model.has_dim("nO") and model.attrs["fingerprint"]):
@@ -145,9 +146,9 @@ def init(model: RemoteListener, X: List[Doc] | None = None, Y: object = None) ->
 
 
 def remote_listener(
-    width: Optional[int] = None,
+    width: int | None = None,
     upstream: str = "*",
-    address: Union[str, List[str]] = "",
+    address: str | list[str] = "",
     pooling: str = "",
     spans: str = "tokens:128:96",
     dtype: str = "float32",
@@ -156,7 +157,7 @@ def remote_listener(
     token_env: str = "",
     tls: bool = False,
     ca_file: str = "",
-) -> Model[List[Doc], List[Floats2d]]:
+) -> Model[list[Doc], list[Floats2d]]:
     """A tok2vec layer listening to a tokvec server. With no ``address`` it listens to the upstream
     ``tokvec_transformer`` named ``upstream`` ("*" = any); with one it can fetch rows itself.
     ``width`` may be left out: it is learned from the server at initialize. ``pooling``

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokvec._channel import Credentials
 from tokvec._results import ModelInfo

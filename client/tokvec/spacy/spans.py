@@ -11,7 +11,7 @@ defaults ask for the same four poolings over the span's pieces, then the same Ma
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from spacy.tokens import Doc
@@ -21,7 +21,7 @@ from thinc.types import Floats2d, Ragged
 
 from tokvec.spacy.remote import Remote, RemoteSettings, check_model
 
-SpanInput = Tuple[List[Doc], Ragged]
+SpanInput = tuple[list[Doc], Ragged]
 
 
 class RemoteSpanVectors(Model[SpanInput, Floats2d]):
@@ -39,7 +39,7 @@ class RemoteSpanVectors(Model[SpanInput, Floats2d]):
         self.poolings = tuple(poolings)
         self.who = "tokvec.RemoteSpanReducer.v1"
 
-    def vectors(self, docs: List[Doc], spans: Ragged) -> np.ndarray:
+    def vectors(self, docs: list[Doc], spans: Ragged) -> np.ndarray:
         """Shape: (total spans, width * len(poolings)), docs in order, spans in their order."""
         data = self.ops.to_numpy(spans.dataXd).astype(np.int64).reshape(-1, 2)
         lengths = self.ops.to_numpy(spans.lengths).astype(np.int64)
@@ -78,9 +78,9 @@ def _init(model: RemoteSpanVectors, X: SpanInput | None = None, Y: object = None
 
 
 def remote_span_reducer(
-    address: Union[str, List[str]],
+    address: str | list[str],
     hidden_size: int = 128,
-    poolings: List[str] = ["last", "first", "mean", "max"],  # noqa: B006 - a config default, never mutated
+    poolings: list[str] = ["last", "first", "mean", "max"],  # noqa: B006 - a config default, never mutated
     spans: str = "tokens:128:96",
     width: int | None = None,
     timeout: float = 60.0,

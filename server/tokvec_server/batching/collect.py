@@ -46,10 +46,11 @@ def finish(jobs: list[DocJob], width: int, device: torch.device) -> None:
     tokens = _pool_tokens(good, rows, where)
     chunk_bags, chunk_vectors = _pool_chunks(good, rows, where)
     for i, job in good.items():
-        out[i] = _output(job, tokens[i], rows, where[i], width)
+        output = _output(job, tokens[i], rows, where[i], width)
         if i in chunk_bags:
-            out[i].chunk_vectors = chunk_vectors[i]
-            out[i].chunk_no_piece = np.flatnonzero(chunk_bags[i][0] == 0)
+            output.chunk_vectors = chunk_vectors[i]
+            output.chunk_no_piece = np.flatnonzero(chunk_bags[i][0] == 0)
+        out[i] = output
     for i, job in enumerate(jobs):
         job.deliver(out[i])
 
@@ -78,7 +79,9 @@ def _gather(jobs: list[DocJob], width: int, device: torch.device) -> tuple[torch
     return (torch.cat([base, *extra]) if extra else base), where
 
 
-def _pool_tokens(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]) -> dict[int, dict[Pooling, np.ndarray]]:
+def _pool_tokens(
+    jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]
+) -> dict[int, dict[Pooling, np.ndarray]]:
     """Every doc's token rows under each pooling it asked for (options.pooling and
     options.more_poolings), with one pooling and one copy per (pooling, dtype) group.
 
@@ -99,16 +102,26 @@ def _pool_tokens(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.nda
     return out
 
 
-def _pool_chunks(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, list[np.ndarray]]]:
+def _pool_chunks(
+    jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.ndarray]
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, list[np.ndarray]]]:
     """Every chunk vector the docs asked for, with one pooling and one copy per (pooling, dtype)
     group, as the token rows: per doc, its chunks' bags (pieces per chunk, piece indices) and
     its vectors, one array per chunk pooling.
 
     Shape: rows (any, width) -> (n_chunks, width) per doc and chunk pooling."""
     asked = {i: job for i, job in jobs.items() if Output.CHUNK_VECTORS in job.options.outputs}
-    chunk_bags = {i: bags(job.plan.align_lengths, job.plan.align_indices, job.doc.chunks) for i, job in asked.items() if job.doc.chunks is not None}
+    chunk_bags = {
+        i: bags(job.plan.align_lengths, job.plan.align_indices, job.doc.chunks)
+        for i, job in asked.items()
+        if job.doc.chunks is not None
+    }
     # A doc without chunks costs no pooling: its (0, width) arrays, one per chunk pooling.
-    out: dict[int, list[np.ndarray]] = {i: [to_host(rows[:0], job.options.dtype)] * len(job.options.chunk_pooling_list) for i, job in asked.items() if i not in chunk_bags}
+    out: dict[int, list[np.ndarray]] = {
+        i: [to_host(rows[:0], job.options.dtype)] * len(job.options.chunk_pooling_list)
+        for i, job in asked.items()
+        if i not in chunk_bags
+    }
     no_bag = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # (doc, place in its chunk_poolings) per (pooling, dtype) group.
     groups: dict[tuple[Pooling, DType], list[tuple[int, int]]] = {}
@@ -126,7 +139,9 @@ def _pool_chunks(jobs: dict[int, DocJob], rows: torch.Tensor, where: list[np.nda
     return {i: chunk_bags.get(i, no_bag) for i in asked}, out
 
 
-def _output(job: DocJob, tokens: dict[Pooling, np.ndarray], rows: torch.Tensor, where: np.ndarray, width: int) -> DocOutput:
+def _output(
+    job: DocJob, tokens: dict[Pooling, np.ndarray], rows: torch.Tensor, where: np.ndarray, width: int
+) -> DocOutput:
     """The doc's token rows (under each pooling asked), and what else it asked for: hidden
     layers, piece rows, a doc vector."""
     options, plan = job.options, job.plan
@@ -135,10 +150,16 @@ def _output(job: DocJob, tokens: dict[Pooling, np.ndarray], rows: torch.Tensor, 
         layer = torch.cat([parts[k] for parts in job.layer_parts]) if plan.span_ids else rows[:0]
         layers.append(to_host(pool(layer, plan.align_lengths, plan.align_indices, options.pooling), options.dtype))
     wanted = options.outputs
-    pieces = rows[torch.from_numpy(where).to(rows.device)] if Output.PIECES in wanted or Output.DOC_VECTOR in wanted else None
+    pieces = (
+        rows[torch.from_numpy(where).to(rows.device)]
+        if Output.PIECES in wanted or Output.DOC_VECTOR in wanted
+        else None
+    )
     vector = None
     if pieces is not None and Output.DOC_VECTOR in wanted:
-        vector = to_host(pieces.float().mean(0) if len(pieces) else pieces.new_zeros(width, dtype=torch.float32), options.dtype)
+        vector = to_host(
+            pieces.float().mean(0) if len(pieces) else pieces.new_zeros(width, dtype=torch.float32), options.dtype
+        )
     return DocOutput(
         doc=job.doc,
         plan=plan,

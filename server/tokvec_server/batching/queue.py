@@ -40,7 +40,6 @@ from tokvec_server.batching.jobs import DocJob, SpanJob
 from tokvec_server.batching.packing import pack, share
 from tokvec_server.errors import DeadlineExceeded, Overloaded
 
-
 # The most a wait for a closed-loop client may cost, as a share of the batch the model just ran:
 # under R2's flood the light client comes back 3-8 ms after its 80 ms batch ends, now and then
 # 11-13 ms on a slower day of this machine (the default rearrival_ms, 15, sits past that tail).

@@ -13,7 +13,8 @@ import asyncio
 import functools
 import inspect
 import logging
-from typing import Any, AsyncIterator, Callable, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import grpc
 

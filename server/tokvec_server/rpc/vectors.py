@@ -7,15 +7,24 @@ call answers FAILED_PRECONDITION saying how to serve a table.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
 from tokvec.v1 import vectors_pb2 as vpb
 from tokvec_server import validation
-from tokvec_server.errors import InvalidInput, NoVector, NoVectorsServed, NotRankable, NotReady, TokvecError, limit_error
+from tokvec_server.errors import (
+    InvalidInput,
+    NotRankable,
+    NotReady,
+    NoVector,
+    NoVectorsServed,
+    TokvecError,
+    limit_error,
+)
 from tokvec_server.rpc import vectors_convert as convert
 from tokvec_server.rpc.convert import doc as doc_input
 from tokvec_server.rpc.handlers import guard

@@ -24,7 +24,8 @@ is kept. A model that does not go through the interface, or where no kernel matc
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,7 +7,16 @@ from pathlib import Path
 import torch
 
 from tokvec_server.runners import ragged
-from tokvec_server.runners.base import TORCH_DTYPES, ModelInfo, StartupError, WordpieceRunner, fingerprint, one_line, resolve_device, resolve_dtype
+from tokvec_server.runners.base import (
+    TORCH_DTYPES,
+    ModelInfo,
+    StartupError,
+    WordpieceRunner,
+    fingerprint,
+    one_line,
+    resolve_device,
+    resolve_dtype,
+)
 from tokvec_server.runners.batch import Batch
 from tokvec_server.threads import one_thread
 

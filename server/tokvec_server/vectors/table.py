@@ -40,7 +40,7 @@ class VectorTable:
     def load(cls, source: str) -> VectorTable:
         """A folder made by ``tokvec init-vectors`` or ``spacy init vectors`` (a pipeline folder),
         any pipeline folder or its ``vocab/``, or an installed pipeline's name (en_core_web_md)."""
-        from spacy.attrs import ORTH  # type: ignore[import-not-found]
+        from spacy.attrs import ORTH
         from spacy.vocab import Vocab
 
         folder = _vocab_folder(source)
@@ -51,10 +51,20 @@ class VectorTable:
         if vectors.data.size == 0:
             raise StartupError(f"--vectors {source}: the pipeline has no vectors table")
         if vectors.attr != ORTH:
-            raise StartupError(f"--vectors {source}: the table is keyed by attribute {vectors.attr}; tokvec serves ORTH-keyed tables")
+            raise StartupError(
+                f"--vectors {source}: the table is keyed by attribute {vectors.attr}; tokvec serves ORTH-keyed tables"
+            )
         mode = str(vectors.mode)
-        keys = np.fromiter(vectors.key2row.keys(), dtype=np.uint64, count=len(vectors.key2row)) if mode == "default" else np.zeros(0, np.uint64)
-        rows = np.fromiter(vectors.key2row.values(), dtype=np.int64, count=len(keys)) if mode == "default" else np.zeros(0, np.int64)
+        keys = (
+            np.fromiter(vectors.key2row.keys(), dtype=np.uint64, count=len(vectors.key2row))
+            if mode == "default"
+            else np.zeros(0, np.uint64)
+        )
+        rows = (
+            np.fromiter(vectors.key2row.values(), dtype=np.int64, count=len(keys))
+            if mode == "default"
+            else np.zeros(0, np.int64)
+        )
         order = np.argsort(keys)
         name = vectors.name or _folder_name(source)
         return cls(name, vectors, mode, _fingerprint(vectors, keys[order], rows[order]), keys[order], rows[order])
@@ -104,7 +114,9 @@ def _vocab_folder(source: str) -> Path:
     if (path / "vocab").is_dir():
         path = path / "vocab"
     if not (path / "vectors.cfg").is_file():
-        raise StartupError(f"--vectors {source}: not a spaCy pipeline or vocab folder with vectors (no vectors.cfg); convert a table with tokvec init-vectors")
+        raise StartupError(
+            f"--vectors {source}: not a spaCy pipeline or vocab folder with vectors (no vectors.cfg); convert a table with tokvec init-vectors"
+        )
     return path
 
 
@@ -119,6 +131,14 @@ def _fingerprint(vectors: Any, keys: np.ndarray, rows: np.ndarray) -> str:
     digest.update(np.ascontiguousarray(vectors.data, dtype=np.float32).tobytes())
     digest.update(keys.tobytes())
     digest.update(rows.tobytes())
-    settings = (str(vectors.mode), vectors.minn, vectors.maxn, vectors.hash_count, vectors.hash_seed, vectors.bow, vectors.eow)
+    settings = (
+        str(vectors.mode),
+        vectors.minn,
+        vectors.maxn,
+        vectors.hash_count,
+        vectors.hash_seed,
+        vectors.bow,
+        vectors.eow,
+    )
     digest.update(repr(settings).encode())
     return f"{digest.hexdigest()[:16]}-{vectors.data.shape[1]}"

@@ -71,7 +71,7 @@ def TestOneInput(data: bytes) -> None:
         n_pieces = plan.n_pieces
         if plan.n_tokens != n or len(plan.align_lengths) != n or int(plan.align_lengths.sum()) != len(plan.align_indices):
             raise AssertionError(f"plan of {plan.n_tokens} tokens for {n} words")
-        if len(plan.align_indices) and not (0 <= plan.align_indices.min() and plan.align_indices.max() < n_pieces):
+        if len(plan.align_indices) and not (plan.align_indices.min() >= 0 and plan.align_indices.max() < n_pieces):
             raise AssertionError("alignment points past the pieces")
         if any(len(ids) > MAX_LENGTH for ids in plan.span_ids):
             raise AssertionError("a span longer than the model's limit")

@@ -18,15 +18,15 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from serving import DATA, ServerProcess
 
 DRIVER = Path(__file__).with_name("driver.py")

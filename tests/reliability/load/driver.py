@@ -20,8 +20,9 @@ import json
 import random
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import srsly
 from thinc.api import Config
@@ -141,7 +142,7 @@ def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: s
     from tokvec.spacy.split.weights import carry_over
 
     for name, listeners in by_component.items():
-        model = getattr(nlp.get_pipe(name), "model")
+        model = nlp.get_pipe(name).model
         for node in model.walk():
             if isinstance(node, RemoteListener):
                 node.attrs["fingerprint"] = fingerprint

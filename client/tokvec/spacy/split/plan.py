@@ -18,8 +18,9 @@ spaCy's own: ``factory = "tok2vec"`` with listeners ``spacy.Tok2VecListener.v1``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from tokvec.spacy.errors import SplitError
 
