@@ -51,7 +51,9 @@ def chunks_of(doc: dict[str, Any], kind: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-async def drive(address: str, docs: list[dict[str, Any]], setting: dict[str, Any], clients: int, per_request: int) -> float:
+async def drive(
+    address: str, docs: list[dict[str, Any]], setting: dict[str, Any], clients: int, per_request: int
+) -> float:
     """Seconds to send every doc once; every answer checked (rows, and one vector per chunk)."""
     batches = asyncio.Queue[list[dict[str, Any]]]()
     for start in range(0, len(docs), per_request):
@@ -102,20 +104,36 @@ def main() -> int:
     load_start = os.getloadavg()
     rounds: list[dict[str, float]] = []
     try:
-        asyncio.run(drive(address, docs, SETTINGS["tokens+sents3"], args.clients, args.per_request))  # warm-up, not counted
+        asyncio.run(
+            drive(address, docs, SETTINGS["tokens+sents3"], args.clients, args.per_request)
+        )  # warm-up, not counted
         for r in range(args.rounds):
             order = list(SETTINGS) if r % 2 == 0 else list(reversed(SETTINGS))
-            seconds = {name: asyncio.run(drive(address, docs, SETTINGS[name], args.clients, args.per_request)) for name in order}
+            seconds = {
+                name: asyncio.run(drive(address, docs, SETTINGS[name], args.clients, args.per_request))
+                for name in order
+            }
             rounds.append({name: words / s for name, s in seconds.items()})
-            print(f"round {r + 1}: " + ", ".join(f"{n} {rounds[-1][n]:,.0f} words/s" for n in SETTINGS), file=sys.stderr)
+            print(
+                f"round {r + 1}: " + ", ".join(f"{n} {rounds[-1][n]:,.0f} words/s" for n in SETTINGS), file=sys.stderr
+            )
     finally:
         if server is not None:
             server.stop()
     ratios = {name: [rd[name] / rd["tokens"] for rd in rounds] for name in SETTINGS if name != "tokens"}
     result = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
-                    "server": args.server or "tokvec serve (torch, CPU default)"},
-        "words": words, "docs": len(docs), "clients": args.clients, "docs_per_request": args.per_request, "spans": SPANS,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_start": load_start,
+            "load_avg_end": os.getloadavg(),
+            "server": args.server or "tokvec serve (torch, CPU default)",
+        },
+        "words": words,
+        "docs": len(docs),
+        "clients": args.clients,
+        "docs_per_request": args.per_request,
+        "spans": SPANS,
         "chunks_per_doc": {k: statistics.mean(len(d["by_kind"][k]) for d in docs) for k in ("sents3", "ngrams3")},
         "rounds": rounds,
         "ratio_to_tokens_alone": ratios,

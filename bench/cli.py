@@ -51,7 +51,20 @@ def cli_runs(address: str, inputs: list[Path], work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     for i, source in enumerate(inputs):
         out = work / f"rows-{i}"
-        cmd = [sys.executable, "-m", "tokvec", "embed", str(source), "--server", address, "--output", str(out), "--spans", SPANS, "--force"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tokvec",
+            "embed",
+            str(source),
+            "--server",
+            address,
+            "--output",
+            str(out),
+            "--spans",
+            SPANS,
+            "--force",
+        ]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV))
     each = []
     for p in procs:
@@ -62,7 +75,13 @@ def cli_runs(address: str, inputs: list[Path], work: Path) -> dict[str, Any]:
         p.stderr.close()
         if p.returncode != 0:
             raise RuntimeError(f"tokvec embed failed ({p.returncode}):\n{err[-2000:]}")
-        each.append({"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": usage.ru_maxrss * 1024, "summary": err.strip().splitlines()[-1]})
+        each.append(
+            {
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "peak_rss_bytes": usage.ru_maxrss * 1024,
+                "summary": err.strip().splitlines()[-1],
+            }
+        )
     return {"seconds": time.perf_counter() - started, "processes": each}
 
 
@@ -91,11 +110,15 @@ class CliBench:
 
         def one() -> None:
             r["one"] = self._settle(cli_runs(self.address, [self.big], self.work), self.big_words)
-            say(f"1 CLI process, {self.args.copies}x EWT: {r['one']['words_per_s']:,.0f} words/s, {r['one']['cpu_us_per_word']:.1f} us CPU/word")
+            say(
+                f"1 CLI process, {self.args.copies}x EWT: {r['one']['words_per_s']:,.0f} words/s, {r['one']['cpu_us_per_word']:.1f} us CPU/word"
+            )
 
         def four() -> None:
             r["four"] = self._settle(cli_runs(self.address, self.parts, self.work), self.parts_words)
-            say(f"4 CLI processes, 1x EWT each: {r['four']['words_per_s']:,.0f} words/s, {r['four']['cpu_us_per_word']:.1f} us CPU/word")
+            say(
+                f"4 CLI processes, 1x EWT each: {r['four']['words_per_s']:,.0f} words/s, {r['four']['cpu_us_per_word']:.1f} us CPU/word"
+            )
 
         steps: list[Callable[[], None]] = [raw, clients, one, four]
         for step in reversed(steps) if reverse else steps:
@@ -108,8 +131,13 @@ class CliBench:
     @staticmethod
     def _settle(run: dict[str, Any], words: int) -> dict[str, Any]:
         cpu = sum(p["cpu_s"] for p in run["processes"])
-        return {**run, "words": words, "words_per_s": words / run["seconds"], "cpu_us_per_word": cpu / words * 1e6,
-                "peak_rss_bytes": max(p["peak_rss_bytes"] for p in run["processes"])}
+        return {
+            **run,
+            "words": words,
+            "words_per_s": words / run["seconds"],
+            "cpu_us_per_word": cpu / words * 1e6,
+            "peak_rss_bytes": max(p["peak_rss_bytes"] for p in run["processes"]),
+        }
 
     def rss(self) -> dict[str, Any]:
         """Peak RSS of one CLI process over 1x and over ``rss_copies``x EWT test."""
@@ -119,15 +147,24 @@ class CliBench:
             source = self.work / f"rss-{copies}.jsonl"
             words = write_corpus(source, docs, range(copies))
             run = self._settle(cli_runs(self.address, [source], self.work), words)
-            out[f"{copies}x"] = {"docs": len(docs) * copies, "words": words, "peak_rss_bytes": run["peak_rss_bytes"],
-                                 "words_per_s": run["words_per_s"], "cpu_us_per_word": run["cpu_us_per_word"]}
+            out[f"{copies}x"] = {
+                "docs": len(docs) * copies,
+                "words": words,
+                "peak_rss_bytes": run["peak_rss_bytes"],
+                "words_per_s": run["words_per_s"],
+                "cpu_us_per_word": run["cpu_us_per_word"],
+            }
             say(f"CLI over {copies}x EWT: peak RSS {run['peak_rss_bytes'] / 2**20:.1f} MiB")
         return out
 
 
 def summary(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
     ratios = [r[key]["vs_raw"] for r in rounds]
-    out = {"vs_raw_median": median_low(ratios), "vs_raw_rounds": ratios, "words_per_s_rounds": [r[key]["words_per_s"] for r in rounds]}
+    out = {
+        "vs_raw_median": median_low(ratios),
+        "vs_raw_rounds": ratios,
+        "words_per_s_rounds": [r[key]["words_per_s"] for r in rounds],
+    }
     if "cpu_us_per_word" in rounds[0][key]:
         out["cpu_us_per_word_rounds"] = [r[key]["cpu_us_per_word"] for r in rounds]
     return out
@@ -135,21 +172,40 @@ def summary(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> str:
     m, s = results["machine"], results["settings"]
-    lines = [f"# tokvec embed beside the raw forward ({m['date']})", "",
-             f"{m['cpu']}, {m['nproc']} cores; load average {m['load_avg_start'][0]:.1f} at the start, {m['load_avg_end'][0]:.1f} at the end "
-             f"(a shared machine: read the ratios). Spans `{s['spans']}`, torch backend, {s['rounds']} rounds; ratios paired within a round.", "",
-             "| setting | words/s by round | vs raw forward by round | median ratio | CLI CPU per word |", "| --- | --- | --- | ---: | --- |"]
+    lines = [
+        f"# tokvec embed beside the raw forward ({m['date']})",
+        "",
+        f"{m['cpu']}, {m['nproc']} cores; load average {m['load_avg_start'][0]:.1f} at the start, {m['load_avg_end'][0]:.1f} at the end "
+        f"(a shared machine: read the ratios). Spans `{s['spans']}`, torch backend, {s['rounds']} rounds; ratios paired within a round.",
+        "",
+        "| setting | words/s by round | vs raw forward by round | median ratio | CLI CPU per word |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
     raw = [r["raw"]["sorted"]["words_per_s"] for r in results["rounds"]]
-    lines.append(f"| raw torch forward in-process, length-sorted | {', '.join(f'{w:,.0f}' for w in raw)} | 1.00 | 1.00x | |")
+    lines.append(
+        f"| raw torch forward in-process, length-sorted | {', '.join(f'{w:,.0f}' for w in raw)} | 1.00 | 1.00x | |"
+    )
     c = results["clients"]
-    lines.append(f"| the bench's own 8 clients x 16 docs/request (run.py), 1x EWT test | {', '.join(f'{w:,.0f}' for w in c['words_per_s_rounds'])} "
-                 f"| {', '.join(f'{x:.2f}' for x in c['vs_raw_rounds'])} | {c['vs_raw_median']:.2f}x | |")
-    for key, name in (("one", f"1 `tokvec embed` process, {s['copies']}x EWT test"), ("four", "4 `tokvec embed` processes at once, 1x EWT test each")):
+    lines.append(
+        f"| the bench's own 8 clients x 16 docs/request (run.py), 1x EWT test | {', '.join(f'{w:,.0f}' for w in c['words_per_s_rounds'])} "
+        f"| {', '.join(f'{x:.2f}' for x in c['vs_raw_rounds'])} | {c['vs_raw_median']:.2f}x | |"
+    )
+    for key, name in (
+        ("one", f"1 `tokvec embed` process, {s['copies']}x EWT test"),
+        ("four", "4 `tokvec embed` processes at once, 1x EWT test each"),
+    ):
         v = results[key]
-        lines.append(f"| {name} | {', '.join(f'{w:,.0f}' for w in v['words_per_s_rounds'])} | {', '.join(f'{x:.2f}' for x in v['vs_raw_rounds'])} "
-                     f"| {v['vs_raw_median']:.2f}x | {', '.join(f'{c:.1f}' for c in v['cpu_us_per_word_rounds'])} us |")
-    lines += ["", "CLI CPU per word: user + system seconds of the `tokvec embed` processes (the kernel's count at exit) over the words embedded.", "",
-              "| CLI peak RSS | docs | words | peak RSS |", "| --- | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {name} | {', '.join(f'{w:,.0f}' for w in v['words_per_s_rounds'])} | {', '.join(f'{x:.2f}' for x in v['vs_raw_rounds'])} "
+            f"| {v['vs_raw_median']:.2f}x | {', '.join(f'{c:.1f}' for c in v['cpu_us_per_word_rounds'])} us |"
+        )
+    lines += [
+        "",
+        "CLI CPU per word: user + system seconds of the `tokvec embed` processes (the kernel's count at exit) over the words embedded.",
+        "",
+        "| CLI peak RSS | docs | words | peak RSS |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, v in results["rss"].items():
         lines.append(f"| {name} EWT test | {v['docs']:,} | {v['words']:,} | {v['peak_rss_bytes'] / 2**20:.1f} MiB |")
     grow = results["rss"][f"{s['rss_copies']}x"]["peak_rss_bytes"] - results["rss"]["1x"]["peak_rss_bytes"]
@@ -177,10 +233,21 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
-    results = {"machine": {**info, "load_avg_end": os.getloadavg()},
-               "settings": {"spans": SPANS, "rounds": args.rounds, "copies": args.copies, "rss_copies": args.rss_copies, "words_1x": bench.words_1x},
-               "clients": summary(bench.rounds, "clients"), "one": summary(bench.rounds, "one"), "four": summary(bench.rounds, "four"),
-               "rss": rss, "rounds": bench.rounds}
+    results = {
+        "machine": {**info, "load_avg_end": os.getloadavg()},
+        "settings": {
+            "spans": SPANS,
+            "rounds": args.rounds,
+            "copies": args.copies,
+            "rss_copies": args.rss_copies,
+            "words_1x": bench.words_1x,
+        },
+        "clients": summary(bench.rounds, "clients"),
+        "one": summary(bench.rounds, "one"),
+        "four": summary(bench.rounds, "four"),
+        "rss": rss,
+        "rounds": bench.rounds,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cli.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "CLI.md").write_text(report(results))

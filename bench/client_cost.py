@@ -42,12 +42,20 @@ def replies(words: int, docs: int) -> list[bytes]:
     rng = np.random.default_rng(0)
     out = []
     for i in range(docs):
-        plan = DocPlan(n_tokens=words, span_ids=[np.zeros(words + 2, np.int64)], span_tokens=np.array([[0, words]]),
-                       piece_offsets=np.zeros((words + 2, 2), np.int64), align_lengths=np.ones(words, np.int64),
-                       align_indices=np.arange(1, words + 1), truncated=np.zeros(0, np.int64))
+        plan = DocPlan(
+            n_tokens=words,
+            span_ids=[np.zeros(words + 2, np.int64)],
+            span_tokens=np.array([[0, words]]),
+            piece_offsets=np.zeros((words + 2, 2), np.int64),
+            align_lengths=np.ones(words, np.int64),
+            align_indices=np.arange(1, words + 1),
+            truncated=np.zeros(0, np.int64),
+        )
         rows = rng.standard_normal((words, WIDTH), dtype=np.float32)
         output = DocOutput(Tokens(str(i), ["w"] * words, [True] * words, None), plan, rows, [], None, None)
-        out += [pb.EmbedResponse(result=msg).SerializeToString() for msg in convert.results(i, output, "fp", DType.FLOAT32)]
+        out += [
+            pb.EmbedResponse(result=msg).SerializeToString() for msg in convert.results(i, output, "fp", DType.FLOAT32)
+        ]
     return out
 
 
@@ -75,12 +83,16 @@ def main() -> None:
     client = Client("127.0.0.1:1")  # never connects: only its request building is used
     out: dict[str, Any] = {"loadavg": os.getloadavg(), "cases": {}}
     for name, words, n_docs in CASES:
-        docs = [{"words": [f"w{k}" for k in range(words)], "spaces": [True] * words, "id": str(i)} for i in range(n_docs)]
+        docs = [
+            {"words": [f"w{k}" for k in range(words)], "spaces": [True] * words, "id": str(i)} for i in range(n_docs)
+        ]
         messages = replies(words, n_docs)
 
         def build() -> bytes:  # what embed_results does before it sends (gRPC serializes it)
             options = client._options(None, pooling=None, dtype=None, outputs=("tokens",), hidden_layers=())
-            return pb.EmbedRequest(options=options, docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)]).SerializeToString()
+            return pb.EmbedRequest(
+                options=options, docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)]
+            ).SerializeToString()
 
         def decode() -> list[_wire.Embedding]:
             assembler = _wire.Assembler()
@@ -92,8 +104,12 @@ def main() -> None:
 
         got = decode()
         assert [e.rows.shape for e in got] == [(words, WIDTH)] * n_docs
-        out["cases"][name] = {"messages": len(messages), "reply_bytes": sum(map(len, messages)),
-                              "build_request_us": per_call_us(build, args.repeat), "decode_reply_us": per_call_us(decode, args.repeat)}
+        out["cases"][name] = {
+            "messages": len(messages),
+            "reply_bytes": sum(map(len, messages)),
+            "build_request_us": per_call_us(build, args.repeat),
+            "decode_reply_us": per_call_us(decode, args.repeat),
+        }
     print(json.dumps(out))
 
 

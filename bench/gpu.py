@@ -59,7 +59,10 @@ class Run:
         self.budget_s = budget_s
         self.started = time.monotonic()
         self.log = (out / "gpu.log").open("w")
-        self.results: dict[str, Any] = {"steps": {}, "date": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        self.results: dict[str, Any] = {
+            "steps": {},
+            "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
 
     def say(self, line: str) -> None:
         stamped = f"[{time.monotonic() - self.started:6.1f}s] {line}"
@@ -70,7 +73,10 @@ class Run:
     def step(self, name: str, work: Callable[[], Any]) -> Any:
         elapsed = time.monotonic() - self.started
         if elapsed > self.budget_s:
-            self.results["steps"][name] = {"status": "skipped", "why": f"{elapsed:.0f}s elapsed > budget {self.budget_s:.0f}s"}
+            self.results["steps"][name] = {
+                "status": "skipped",
+                "why": f"{elapsed:.0f}s elapsed > budget {self.budget_s:.0f}s",
+            }
             self.say(f"{name}: skipped (budget)")
             return None
         self.say(f"{name}: start")
@@ -78,7 +84,11 @@ class Run:
         try:
             value = work()
         except Exception as exc:  # one failed step must not cost the others: the run is rare
-            self.results["steps"][name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": time.monotonic() - began}
+            self.results["steps"][name] = {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.monotonic() - began,
+            }
             self.say(f"{name}: FAILED\n{traceback.format_exc()}")
             return None
         self.results["steps"][name] = {"status": "ok", "seconds": time.monotonic() - began}
@@ -91,19 +101,40 @@ class Run:
         write_report(self.results, self.out)
 
 
-def server_config(work: Path, name: str, folder: Path, device: str, dtype: str, budget: int, ragged: bool = True, backend: str = "torch") -> Path:
+def server_config(
+    work: Path,
+    name: str,
+    folder: Path,
+    device: str,
+    dtype: str,
+    budget: int,
+    ragged: bool = True,
+    backend: str = "torch",
+) -> Path:
     path = work / f"{name}.toml"
-    path.write_text(f'[[models]]\nname = "{name}"\npath = "{folder}"\nbackend = "{backend}"\ndevice = "{device}"\n'
-                    f'dtype = "{dtype}"\nragged = {str(ragged).lower()}\n[models.batching]\nmax_batch_items = {budget}\n')
+    path.write_text(
+        f'[[models]]\nname = "{name}"\npath = "{folder}"\nbackend = "{backend}"\ndevice = "{device}"\n'
+        f'dtype = "{dtype}"\nragged = {str(ragged).lower()}\n[models.batching]\nmax_batch_items = {budget}\n'
+    )
     return path
 
 
-def serve_and_load(run: Run, name: str, config: Path, docs: list[dict[str, Any]], loads: list[tuple[int, int]], per_process: int,
-                   replicas: int = 1) -> dict[str, Any]:
+def serve_and_load(
+    run: Run,
+    name: str,
+    config: Path,
+    docs: list[dict[str, Any]],
+    loads: list[tuple[int, int]],
+    per_process: int,
+    replicas: int = 1,
+) -> dict[str, Any]:
     """``replicas`` ``tokvec serve`` processes on ``config`` (started together), each load driven
     against them; their logs kept. Several replicas on one GPU: each has its own host side."""
     servers: list[ServerProcess] = []
-    starting = [threading.Thread(target=lambda: servers.append(ServerProcess("--config", str(config), ready_timeout=240))) for _ in range(replicas)]
+    starting = [
+        threading.Thread(target=lambda: servers.append(ServerProcess("--config", str(config), ready_timeout=240)))
+        for _ in range(replicas)
+    ]
     for t in starting:
         t.start()
     for t in starting:
@@ -123,8 +154,10 @@ def serve_and_load(run: Run, name: str, config: Path, docs: list[dict[str, Any]]
                 result["server"] = deltas[0].summary(result["seconds"])  # the first replica's
             out["loads"].append(result)
             busy = f", GPU busy {result['gpu_busy']:.0%}" if result.get("gpu_busy") is not None else ""
-            run.say(f"{name} {clients}x{per_request}: {result['words_per_s']:,.0f} words/s, p50 {result['p50_ms']:.0f} ms, "
-                    f"p99 {result['p99_ms']:.0f} ms{busy}")
+            run.say(
+                f"{name} {clients}x{per_request}: {result['words_per_s']:,.0f} words/s, p50 {result['p50_ms']:.0f} ms, "
+                f"p99 {result['p99_ms']:.0f} ms{busy}"
+            )
     finally:
         for i, server in enumerate(servers):
             server.stop()
@@ -136,12 +169,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny encoders, a quarter of EWT test, few clients")
-    parser.add_argument("--tokenizer", type=Path, help="a folder with all-MiniLM-L6-v2's tokenizer files (default: the embedded model's)")
-    parser.add_argument("--budget-s", type=float, help="start no step after this many seconds (default 420; dry run 900: its steps are checked, not timed)")
-    parser.add_argument("--repeat", type=int, help="EWT test this many times over in the speed runs (default 8, dry run 1)")
-    parser.add_argument("--batch-budget", type=int, help="pieces per batch, service and raw forward alike (default 16384, dry run 4096)")
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="a folder with all-MiniLM-L6-v2's tokenizer files (default: the embedded model's)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        help="start no step after this many seconds (default 420; dry run 900: its steps are checked, not timed)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, help="EWT test this many times over in the speed runs (default 8, dry run 1)"
+    )
+    parser.add_argument(
+        "--batch-budget", type=int, help="pieces per batch, service and raw forward alike (default 16384, dry run 4096)"
+    )
     parser.add_argument("--models", default="minilm,bert-base")
-    parser.add_argument("--replicas", type=int, help="server processes sharing the GPU in the replicas setting (default 4, dry run 2)")
+    parser.add_argument(
+        "--replicas", type=int, help="server processes sharing the GPU in the replicas setting (default 4, dry run 2)"
+    )
     args = parser.parse_args()
     dry = args.dry_run
     cuda = torch.cuda.is_available() and not dry
@@ -156,9 +203,22 @@ def main() -> int:
     repeat = args.repeat or (1 if dry else 8)
     base_docs = load_docs(quick=dry)
     docs = [{**d, "id": f"{d['id']}#{k}"} for k in range(repeat) for d in base_docs]
-    run.results.update({"dry_run": dry, "device": device, "speed_dtype": half, "batch_budget": budget, "loads": loads,
-                        "docs": len(docs), "words": n_words(docs), "repeat": repeat, "check_docs": len(base_docs)})
-    run.say(f"{'dry run on CPU' if dry else 'GPU run'}: {len(docs)} docs, {n_words(docs):,} words, batch budget {budget}")
+    run.results.update(
+        {
+            "dry_run": dry,
+            "device": device,
+            "speed_dtype": half,
+            "batch_budget": budget,
+            "loads": loads,
+            "docs": len(docs),
+            "words": n_words(docs),
+            "repeat": repeat,
+            "check_docs": len(base_docs),
+        }
+    )
+    run.say(
+        f"{'dry run on CPU' if dry else 'GPU run'}: {len(docs)} docs, {n_words(docs):,} words, batch budget {budget}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="tokvec-gpu-") as tmp:
         work = Path(tmp)
@@ -170,13 +230,21 @@ def main() -> int:
 
             tokenizer = copy_tokenizer(Path(default_model()), work / "tokenizer")
         names = [n for n in args.models.split(",") if n]
-        folders = {n: f for n in names if (f := run.step(f"build {n}", lambda n=n: build_model(n, tokenizer, work / "models", dry)))}
+        folders = {
+            n: f
+            for n in names
+            if (f := run.step(f"build {n}", lambda n=n: build_model(n, tokenizer, work / "models", dry)))
+        }
         checks = run.results.setdefault("parity", {})
         for n, folder in folders.items():
             checks[n] = run.step(f"parity {n}", lambda f=folder: parity(f, base_docs, cuda, budget, run.say))
         if "minilm" in folders:
-            run.results["device_to_host"] = [run.step(f"device to host, {v.name}", lambda v=v: device_to_host(folders["minilm"], base_docs, v, budget))
-                                             for v in (Variant(device, half, True), Variant(device, half, False))]
+            run.results["device_to_host"] = [
+                run.step(
+                    f"device to host, {v.name}", lambda v=v: device_to_host(folders["minilm"], base_docs, v, budget)
+                )
+                for v in (Variant(device, half, True), Variant(device, half, False))
+            ]
         speed = run.results.setdefault("speed", {})
         for n, folder in folders.items():
             from transformers import AutoTokenizer
@@ -184,22 +252,47 @@ def main() -> int:
             spans = model_spans(AutoTokenizer.from_pretrained(folder), docs, 512)
             words = n_words(docs)
             s: dict[str, Any] = speed.setdefault(n, {})
-            s["raw_padded"] = run.step(f"{n} raw padded forward", lambda f=folder: raw_padded(f, spans, words, budget, device, getattr(torch, half)))
-            s["raw_ragged"] = run.step(f"{n} raw ragged forward", lambda f=folder: raw_ragged(f, spans, words, budget, device, half))
+            s["raw_padded"] = run.step(
+                f"{n} raw padded forward",
+                lambda f=folder: raw_padded(f, spans, words, budget, device, getattr(torch, half)),
+            )
+            s["raw_ragged"] = run.step(
+                f"{n} raw ragged forward", lambda f=folder: raw_ragged(f, spans, words, budget, device, half)
+            )
             for label, ragged in (("service", True), ("service_padded", False)):
                 config = server_config(work, f"{n}-{label}", folder, device, half, budget, ragged)
-                s[label] = run.step(f"{n} {label}", lambda c=config, lab=f"{n} {label}": serve_and_load(run, lab, c, docs, loads, per_process))
+                s[label] = run.step(
+                    f"{n} {label}",
+                    lambda c=config, lab=f"{n} {label}": serve_and_load(run, lab, c, docs, loads, per_process),
+                )
             label = f"service_{replicas}_replicas"
-            s[label] = run.step(f"{n} {label}", lambda c=config, lab=f"{n} {label}": serve_and_load(run, lab, server_config(
-                work, f"{n}-replicas", folder, device, half, budget), docs, loads[-1:], per_process, replicas))
+            s[label] = run.step(
+                f"{n} {label}",
+                lambda c=config, lab=f"{n} {label}": serve_and_load(
+                    run,
+                    lab,
+                    server_config(work, f"{n}-replicas", folder, device, half, budget),
+                    docs,
+                    loads[-1:],
+                    per_process,
+                    replicas,
+                ),
+            )
             if n == "minilm":
                 config = server_config(work, "null", folder, device, "float32", budget, backend="fake")
-                run.results["null_forward"] = run.step("null forward service", lambda c=config: serve_and_load(run, "null forward", c, docs, loads, per_process))
-                run.results["host_stages"] = run.step("host stages", lambda f=folder: host_stages(f, base_docs * (1 if dry else 4), device, 384))
+                run.results["null_forward"] = run.step(
+                    "null forward service",
+                    lambda c=config: serve_and_load(run, "null forward", c, docs, loads, per_process),
+                )
+                run.results["host_stages"] = run.step(
+                    "host stages", lambda f=folder: host_stages(f, base_docs * (1 if dry else 4), device, 384)
+                )
             run.save()  # what is done so far survives a run cut short
     run.save()
     failed = [k for k, v in run.results["steps"].items() if v["status"] == "failed"]
-    run.say(f"wrote {args.out}/results.json, REPORT.md, gpu.log; {len(failed)} step(s) failed{': ' + ', '.join(failed) if failed else ''}")
+    run.say(
+        f"wrote {args.out}/results.json, REPORT.md, gpu.log; {len(failed)} step(s) failed{': ' + ', '.join(failed) if failed else ''}"
+    )
     return 1 if failed else 0
 
 

@@ -75,7 +75,9 @@ def variants(cuda: bool) -> list[Variant]:
     """The reference (CPU float32) first, then what is compared with it."""
     if not cuda:
         return [Variant("cpu", "float32", True), Variant("cpu", "float32", False)]
-    return [Variant("cpu", "float32", True)] + [Variant("cuda", d, r) for d in ("float32", "float16", "bfloat16") for r in (False, True)]
+    return [Variant("cpu", "float32", True)] + [
+        Variant("cuda", d, r) for d in ("float32", "float16", "bfloat16") for r in (False, True)
+    ]
 
 
 class InProcess:
@@ -87,8 +89,14 @@ class InProcess:
         from tokvec_server.settings import Batching, Limits, ModelSettings
         from tokvec_server.validation import SpacyWords
 
-        settings = ModelSettings(path=str(folder), name=variant.name, device=variant.device, dtype=variant.dtype, ragged=variant.ragged,
-                                 batching=Batching(max_batch_items=budget))
+        settings = ModelSettings(
+            path=str(folder),
+            name=variant.name,
+            device=variant.device,
+            dtype=variant.dtype,
+            ragged=variant.ragged,
+            batching=Batching(max_batch_items=budget),
+        )
         self.runner = load_runner(settings)
         self.engine = Engine(settings, Limits(), self.runner, SpacyWords(), self._fatal)
         self.loop = asyncio.new_event_loop()
@@ -98,7 +106,9 @@ class InProcess:
     def _fatal(exc: BaseException) -> None:
         raise SystemExit(f"model thread died: {exc}")
 
-    def rows(self, docs: list[dict[str, Any]], pooling: str = "mean", spans: str = "tokens:128:96", dtype: str = "float32") -> list[np.ndarray]:
+    def rows(
+        self, docs: list[dict[str, Any]], pooling: str = "mean", spans: str = "tokens:128:96", dtype: str = "float32"
+    ) -> list[np.ndarray]:
         """Each doc's token rows, float32 on the host. Shape: (n_words, width) each."""
         from tokvec_server.types import DocInput, DType, EmbedOptions, Pooling, SpanSpec
 
@@ -131,8 +141,13 @@ def compare(got: list[np.ndarray], want: list[np.ndarray]) -> dict[str, float]:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     live = norms > 0
     cosine = (a * b).sum(1)[live] / norms[live]
-    return {"max_abs_diff": float(np.abs(a - b).max()), "cosine_min": float(cosine.min()), "cosine_mean": float(cosine.mean()),
-            "tokens": int(len(a)), "zero_rows_agree": bool(((np.linalg.norm(a, axis=1) == 0) == (np.linalg.norm(b, axis=1) == 0)).all())}
+    return {
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "cosine_min": float(cosine.min()),
+        "cosine_mean": float(cosine.mean()),
+        "tokens": int(len(a)),
+        "zero_rows_agree": bool(((np.linalg.norm(a, axis=1) == 0) == (np.linalg.norm(b, axis=1) == 0)).all()),
+    }
 
 
 def parity(folder: Path, docs: list[dict[str, Any]], cuda: bool, budget: int, say: Any) -> dict[str, Any]:
@@ -165,8 +180,10 @@ def parity(folder: Path, docs: list[dict[str, Any]], cuda: bool, budget: int, sa
             result["against"] = f"{v.device} float32 {'ragged' if v.ragged else 'padded'}"
         result["attention"] = attention
         out[v.name] = result
-        say(f"parity {folder.name} {v.name} ({attention or 'padded'}) vs {result['against']}: max |diff| {result['max_abs_diff']:.2e}, "
-            f"min cosine {result['cosine_min']:.6f} -> {'ok' if result['ok'] else 'FAILED'}")
+        say(
+            f"parity {folder.name} {v.name} ({attention or 'padded'}) vs {result['against']}: max |diff| {result['max_abs_diff']:.2e}, "
+            f"min cosine {result['cosine_min']:.6f} -> {'ok' if result['ok'] else 'FAILED'}"
+        )
     return out
 
 
@@ -202,8 +219,18 @@ def device_to_host(folder: Path, docs: list[dict[str, Any]], variant: Variant, b
     pooled = tokens * width * 2  # float16 on the wire
     pieces = int(stats["real_pieces"])
     allowance = PER_BATCH_BYTES * max(int(stats["batches"]), 1)
-    return {"variant": variant.name, "device_to_host_bytes": dtoh, "copies": len(copies), "pooled_row_bytes": pooled,
-            "piece_row_bytes": pieces * width * 2, "tokens": tokens, "pieces": pieces, "batches": int(stats["batches"]),
-            "bytes_per_batch": dtoh / max(int(stats["batches"]), 1), "extra_bytes": dtoh - pooled, "allowed_extra_bytes": allowance,
-            "ok": (pooled <= dtoh <= pooled + allowance) if cuda else None,
-            "note": "" if cuda else "CPU: nothing crosses a device boundary (dry run)"}
+    return {
+        "variant": variant.name,
+        "device_to_host_bytes": dtoh,
+        "copies": len(copies),
+        "pooled_row_bytes": pooled,
+        "piece_row_bytes": pieces * width * 2,
+        "tokens": tokens,
+        "pieces": pieces,
+        "batches": int(stats["batches"]),
+        "bytes_per_batch": dtoh / max(int(stats["batches"]), 1),
+        "extra_bytes": dtoh - pooled,
+        "allowed_extra_bytes": allowance,
+        "ok": (pooled <= dtoh <= pooled + allowance) if cuda else None,
+        "note": "" if cuda else "CPU: nothing crosses a device boundary (dry run)",
+    }

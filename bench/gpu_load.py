@@ -25,18 +25,33 @@ def facts() -> dict[str, Any]:
     """The card, its driver and memory (nvidia-smi), and the software that ran on it."""
     import transformers
 
-    out: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda, "transformers": transformers.__version__,
-                           "cpu_count": os.cpu_count(), "cuda_available": torch.cuda.is_available()}
+    out: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "cpu_count": os.cpu_count(),
+        "cuda_available": torch.cuda.is_available(),
+    }
     query = "name,driver_version,memory.total,clocks.max.sm,power.limit"
     try:
-        done = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
-        out["nvidia_smi"] = dict(zip(query.split(","), (v.strip() for v in done.stdout.strip().splitlines()[0].split(",")))) if done.returncode == 0 else done.stderr.strip()
+        done = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        )
+        out["nvidia_smi"] = (
+            dict(zip(query.split(","), (v.strip() for v in done.stdout.strip().splitlines()[0].split(","))))
+            if done.returncode == 0
+            else done.stderr.strip()
+        )
     except (OSError, subprocess.TimeoutExpired, IndexError) as exc:
         out["nvidia_smi"] = f"not available: {exc}"
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        out["device"] = {"name": props.name, "multiprocessors": props.multi_processor_count, "memory_bytes": props.total_memory,
-                         "capability": f"{props.major}.{props.minor}"}
+        out["device"] = {
+            "name": props.name,
+            "multiprocessors": props.multi_processor_count,
+            "memory_bytes": props.total_memory,
+            "capability": f"{props.major}.{props.minor}",
+        }
     return out
 
 
@@ -72,14 +87,20 @@ class GpuSampler:
             return {"gpu_busy": None, "gpu_memory_used_max_bytes": None}
         self._stop.set()
         self._thread.join()
-        return {"gpu_busy": float(np.mean(self.busy)) / 100 if self.busy else None, "gpu_busy_samples": len(self.busy),
-                "gpu_memory_used_max_bytes": self.memory_max}
+        return {
+            "gpu_busy": float(np.mean(self.busy)) / 100 if self.busy else None,
+            "gpu_busy_samples": len(self.busy),
+            "gpu_memory_used_max_bytes": self.memory_max,
+        }
 
 
 def model_spans(tokenizer: Any, docs: list[dict[str, Any]], max_length: int) -> list[np.ndarray]:
     """Every doc's tokens:128:96 windows as piece ids with the special pieces, cut at the model's limit."""
     texts = [t for d in docs for t in span_texts(d)]
-    return [np.asarray(ids[:max_length], np.int64) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+    return [
+        np.asarray(ids[:max_length], np.int64)
+        for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+    ]
 
 
 def _sync(device: torch.device) -> None:
@@ -104,7 +125,9 @@ def timed(run_all: Callable[[], object], device: torch.device, passes: int = 3) 
     return cold, float(np.median(times))
 
 
-def raw_padded(folder: Path, spans: list[np.ndarray], words: int, budget: int, device: str, dtype: torch.dtype) -> dict[str, Any]:
+def raw_padded(
+    folder: Path, spans: list[np.ndarray], words: int, budget: int, device: str, dtype: torch.dtype
+) -> dict[str, Any]:
     """The model's own forward over length-sorted padded batches under ``budget`` padded pieces:
     no alignment, no pooling, no copy to a caller. What a careful in-process user would run."""
     from transformers import AutoModel
@@ -125,12 +148,21 @@ def raw_padded(folder: Path, spans: list[np.ndarray], words: int, budget: int, d
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
         cold, seconds = timed(lambda: [model(input_ids=ids, attention_mask=mask) for ids, mask in batches], dev)
-    out = {"seconds": seconds, "first_pass_seconds": cold, "words_per_s": words / seconds, "pieces_per_s": packing.real / seconds, "batches": len(batches),
-           "padding_efficiency": packing.efficiency, "peak_memory_bytes": torch.cuda.max_memory_allocated() if dev.type == "cuda" else None}
+    out = {
+        "seconds": seconds,
+        "first_pass_seconds": cold,
+        "words_per_s": words / seconds,
+        "pieces_per_s": packing.real / seconds,
+        "batches": len(batches),
+        "padding_efficiency": packing.efficiency,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if dev.type == "cuda" else None,
+    }
     return out
 
 
-def raw_ragged(folder: Path, spans: list[np.ndarray], words: int, budget: int, device: str, dtype: str) -> dict[str, Any]:
+def raw_ragged(
+    folder: Path, spans: list[np.ndarray], words: int, budget: int, device: str, dtype: str
+) -> dict[str, Any]:
     """The torch runner's own forward over ragged batches of ``budget`` real pieces, in arrival
     order (a ragged batch costs its pieces, whatever their order), with the kernel its probe picks."""
     from tokvec_server.runners.batch import Batch
@@ -151,11 +183,19 @@ def raw_ragged(folder: Path, spans: list[np.ndarray], words: int, budget: int, d
         # The host's part (spans laid end to end, positions) is timed: the runner does it per batch.
         cold, seconds = timed(lambda: [runner.forward(Batch.of(group), ()) for group in batches], runner.device)
     pieces = sum(len(s) for s in spans)
-    return {"seconds": seconds, "first_pass_seconds": cold, "words_per_s": words / seconds, "pieces_per_s": pieces / seconds,
-            "batches": len(batches), "attention": runner.attention}
+    return {
+        "seconds": seconds,
+        "first_pass_seconds": cold,
+        "words_per_s": words / seconds,
+        "pieces_per_s": pieces / seconds,
+        "batches": len(batches),
+        "attention": runner.attention,
+    }
 
 
-def _drive_part(address: str, docs: list[dict[str, Any]], clients: int, per_request: int, ready: Any, go: Any, results: Any) -> None:
+def _drive_part(
+    address: str, docs: list[dict[str, Any]], clients: int, per_request: int, ready: Any, go: Any, results: Any
+) -> None:
     """One load process's share (a process's target, so it lives at module level): connect, say
     so, wait for the common start, run, hand back the figures."""
     from load import drive
@@ -166,7 +206,15 @@ def _drive_part(address: str, docs: list[dict[str, Any]], clients: int, per_requ
 
     result = asyncio.run(drive(address, docs, clients, per_request, gate=gate))
     end = time.monotonic()
-    results.put({"start": end - result.seconds, "end": end, "words": result.words, "docs": result.docs, "latencies_ms": result.latencies_ms})
+    results.put(
+        {
+            "start": end - result.seconds,
+            "end": end,
+            "words": result.words,
+            "docs": result.docs,
+            "latencies_ms": result.latencies_ms,
+        }
+    )
 
 
 def _take(queue: Any, workers: list[Any], timeout: float) -> Any:
@@ -181,7 +229,9 @@ def _take(queue: Any, workers: list[Any], timeout: float) -> Any:
     raise TimeoutError(f"no word from the load processes in {timeout:.0f}s")
 
 
-def drive_processes(addresses: list[str], docs: list[dict[str, Any]], clients: int, per_request: int, per_process: int) -> dict[str, Any]:
+def drive_processes(
+    addresses: list[str], docs: list[dict[str, Any]], clients: int, per_request: int, per_process: int
+) -> dict[str, Any]:
     """``clients`` closed-loop clients over ceil(clients / per_process) processes, so that the
     callers' own CPU (building requests, decoding rows) is never what limits the server; process i
     talks to ``addresses[i % len(addresses)]``. Every process imports and connects first; all start
@@ -190,8 +240,14 @@ def drive_processes(addresses: list[str], docs: list[dict[str, Any]], clients: i
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     ctx = get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    workers = [ctx.Process(target=_drive_part, args=(addresses[i % len(addresses)], docs[i::processes], shares[i], per_request, ready, go, results), daemon=True)
-               for i in range(processes)]
+    workers = [
+        ctx.Process(
+            target=_drive_part,
+            args=(addresses[i % len(addresses)], docs[i::processes], shares[i], per_request, ready, go, results),
+            daemon=True,
+        )
+        for i in range(processes)
+    ]
     for w in workers:
         w.start()
     for _ in workers:
@@ -207,6 +263,15 @@ def drive_processes(addresses: list[str], docs: list[dict[str, Any]], clients: i
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, max(0, math.ceil(q / 100 * len(latencies)) - 1))]
 
-    return {"clients": clients, "docs_per_request": per_request, "processes": processes, "docs": sum(p["docs"] for p in parts),
-            "words": words, "seconds": seconds, "words_per_s": words / seconds, "p50_ms": pct(50), "p99_ms": pct(99),
-            "requests": len(latencies)}
+    return {
+        "clients": clients,
+        "docs_per_request": per_request,
+        "processes": processes,
+        "docs": sum(p["docs"] for p in parts),
+        "words": words,
+        "seconds": seconds,
+        "words_per_s": words / seconds,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "requests": len(latencies),
+    }

@@ -35,7 +35,10 @@ def host_stages(folder: Path, docs: list[dict[str, Any]], device: str, width: in
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
-    tokens = [check_doc(DocInput(id=d["id"], words=d["words"], spaces=d["spaces"]), i, limits, words, False) for i, d in enumerate(docs)]
+    tokens = [
+        check_doc(DocInput(id=d["id"], words=d["words"], spaces=d["spaces"]), i, limits, words, False)
+        for i, d in enumerate(docs)
+    ]
     plans = plan_docs(tokens, SpanSpec.parse(SPANS), tokenizer, 512, specials)
     seconds["validate_tokenize_align"] = time.perf_counter() - started
 
@@ -45,7 +48,9 @@ def host_stages(folder: Path, docs: list[dict[str, Any]], device: str, width: in
         group = plans[a : a + GROUP]
         sizes = [p.n_pieces for p in group]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        rows = torch.randn((sum(sizes), width), device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
+        rows = torch.randn(
+            (sum(sizes), width), device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32
+        )
         if dev.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
@@ -62,6 +67,12 @@ def host_stages(folder: Path, docs: list[dict[str, Any]], device: str, width: in
         size += sum(len(m.SerializeToString()) for m in convert.results(i, out, "fingerprint", DType.FLOAT16))
     seconds["serialize"] = time.perf_counter() - started
 
-    return {"words": n_words, "docs": len(docs), "device": device, "width": width, "response_bytes": size,
-            "stages": {k: {"seconds": s, "words_per_s": n_words / s} for k, s in seconds.items()},
-            "all_stages_words_per_s": n_words / sum(seconds.values())}
+    return {
+        "words": n_words,
+        "docs": len(docs),
+        "device": device,
+        "width": width,
+        "response_bytes": size,
+        "stages": {k: {"seconds": s, "words_per_s": n_words / s} for k, s in seconds.items()},
+        "all_stages_words_per_s": n_words / sum(seconds.values()),
+    }

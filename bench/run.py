@@ -51,10 +51,21 @@ def say(message: str) -> None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "python": platform.python_version(), "load_avg_start": os.getloadavg()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "load_avg_start": os.getloadavg(),
+    }
 
 
 def child_json(python: Path | str, script: str, quick: bool, *args: str) -> dict[str, Any]:
@@ -69,7 +80,9 @@ def child_json(python: Path | str, script: str, quick: bool, *args: str) -> dict
 
 def export(folder: Path, quantize: str) -> Path:
     """The embedded model exported with ``tokvec export-onnx`` (what a user of --backend onnx runs)."""
-    cmd = [sys.executable, "-m", "tokvec", "export-onnx", default_model(), str(folder)] + (["--quantize", quantize] if quantize else [])
+    cmd = [sys.executable, "-m", "tokvec", "export-onnx", default_model(), str(folder)] + (
+        ["--quantize", quantize] if quantize else []
+    )
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"export-onnx failed:\n{done.stderr[-2000:]}")
@@ -77,8 +90,14 @@ def export(folder: Path, quantize: str) -> Path:
 
 
 def load_summary(r: LoadResult, pieces: int) -> dict[str, Any]:
-    return {"seconds": r.seconds, "words_per_s": r.words_per_s, "pieces_per_s": pieces / r.seconds,
-            "p50_ms": r.percentile(50), "p99_ms": r.percentile(99), "requests": len(r.latencies_ms)}
+    return {
+        "seconds": r.seconds,
+        "words_per_s": r.words_per_s,
+        "pieces_per_s": pieces / r.seconds,
+        "p50_ms": r.percentile(50),
+        "p99_ms": r.percentile(99),
+        "requests": len(r.latencies_ms),
+    }
 
 
 def offline_padding(lengths: list[list[int]], docs_in_queue: int) -> float:
@@ -97,9 +116,12 @@ def aggregate(rounds: list[dict[str, Any]], raw: list[float], ref: list[float]) 
     and spacy-transformers' in the same round (median of those paired ratios). Lower medians, so every
     figure is one that a round produced."""
     speeds = [float(r["words_per_s"]) for r in rounds]
-    out: dict[str, Any] = {"median": sorted(rounds, key=lambda r: float(r["words_per_s"]))[(len(rounds) - 1) // 2],
-                           "words_per_s_range": [min(speeds), max(speeds)],
-                           "vs_raw": median_low([w / x for w, x in zip(speeds, raw)]), "rounds": rounds}
+    out: dict[str, Any] = {
+        "median": sorted(rounds, key=lambda r: float(r["words_per_s"]))[(len(rounds) - 1) // 2],
+        "words_per_s_range": [min(speeds), max(speeds)],
+        "vs_raw": median_low([w / x for w, x in zip(speeds, raw)]),
+        "rounds": rounds,
+    }
     if ref:
         out["vs_ref"] = median_low([w / x for w, x in zip(speeds, ref)])
     return out
@@ -128,7 +150,9 @@ class Backend:
             self.address, self.metrics_url = self.server.address, self.server.metrics_url
         pid = self.server.pid if self.server else local_pid(self.address)
         self.sampler = RssSampler(pid) if pid else None
-        say(f"{self.name}: server {self.address} (pid {pid or 'unknown: no RSS'}, metrics {self.metrics_url or 'none'})")
+        say(
+            f"{self.name}: server {self.address} (pid {pid or 'unknown: no RSS'}, metrics {self.metrics_url or 'none'})"
+        )
 
     def stop(self) -> dict[str, Any]:
         """What to record about the server once the runs are over."""
@@ -138,9 +162,15 @@ class Backend:
             self.sampler.stop()
         if self.server:
             self.server.stop()
-        return {"address": self.address, "started_by_bench": self.server is not None, "startup": self.server.startup if self.server else [],
-                "peak_rss_sampled_bytes": self.sampler.peak if self.sampler else None, "rss_samples": self.sampler.samples if self.sampler else 0,
-                "peak_rss_lifetime_bytes": high_water, "padding_efficiency_whole_run": final.get("tokvec_padding_efficiency")}
+        return {
+            "address": self.address,
+            "started_by_bench": self.server is not None,
+            "startup": self.server.startup if self.server else [],
+            "peak_rss_sampled_bytes": self.sampler.peak if self.sampler else None,
+            "rss_samples": self.sampler.samples if self.sampler else 0,
+            "peak_rss_lifetime_bytes": high_water,
+            "padding_efficiency_whole_run": final.get("tokvec_padding_efficiency"),
+        }
 
     def cpu(self) -> dict[str, float]:
         out = {"client": time.process_time()}
@@ -166,7 +196,9 @@ class Bench:
 
     def run_service(self, b: Backend) -> None:
         # The idle server first: one doc at a time, nothing else queued, paired with the raw forward.
-        b.single.append(child_json(sys.executable, "single_doc.py", self.args.quick, "--server", b.address, *b.raw_args))
+        b.single.append(
+            child_json(sys.executable, "single_doc.py", self.args.quick, "--server", b.address, *b.raw_args)
+        )
         for c, d in self.loads:
             before = scrape(b.metrics_url) if b.metrics_url else {}
             cpu = b.cpu()
@@ -180,12 +212,16 @@ class Bench:
             if b.sampler:  # where the server's memory grows
                 summary["server_peak_rss_so_far_bytes"] = b.sampler.peak
             b.service.setdefault((c, d), []).append(summary)
-            say(f"{b.name} service {c} clients x {d} docs/request: {r.words_per_s:,.0f} words/s, p50 {r.percentile(50):.0f} ms")
+            say(
+                f"{b.name} service {c} clients x {d} docs/request: {r.words_per_s:,.0f} words/s, p50 {r.percentile(50):.0f} ms"
+            )
 
     def run_raw(self, b: Backend) -> None:
         b.raw.append(child_json(sys.executable, "raw_forward.py", self.args.quick, *b.raw_args))
-        say(f"{b.name} raw forward: {b.raw[-1]['sorted']['words_per_s']:,.0f} words/s sorted, "
-            f"{b.raw[-1]['arrival']['words_per_s']:,.0f} arrival")
+        say(
+            f"{b.name} raw forward: {b.raw[-1]['sorted']['words_per_s']:,.0f} words/s sorted, "
+            f"{b.raw[-1]['arrival']['words_per_s']:,.0f} arrival"
+        )
 
     def run_ref(self) -> None:
         if self.args.ref_python.exists():
@@ -213,9 +249,15 @@ class Bench:
             a, g = np.concatenate(want), np.concatenate(got)
             cos = (a * g).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(g, axis=1), 1e-12)
             cos = cos[np.linalg.norm(a, axis=1) > 0]  # tokens without a piece are zero rows in both
-            out[b.name] = {"max_abs_diff": float(np.abs(a - g).max()), "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-                           "tokens": int(len(cos))}
-            say(f"{b.name} vs torch rows: max |diff| {out[b.name]['max_abs_diff']:.1e}, cosine mean {cos.mean():.4f} min {cos.min():.4f}")
+            out[b.name] = {
+                "max_abs_diff": float(np.abs(a - g).max()),
+                "cosine_mean": float(cos.mean()),
+                "cosine_min": float(cos.min()),
+                "tokens": int(len(cos)),
+            }
+            say(
+                f"{b.name} vs torch rows: max |diff| {out[b.name]['max_abs_diff']:.1e}, cosine mean {cos.mean():.4f} min {cos.min():.4f}"
+            )
         return out
 
     def results(self) -> dict[str, Any]:
@@ -224,15 +266,33 @@ class Bench:
         for b in self.backends:
             raw_speed = [float(r["sorted"]["words_per_s"]) for r in b.raw]
             out["backends"][b.name] = {
-                "service": [{"clients": c, "docs_per_request": d, "offline_padding_efficiency": offline_padding(self.lengths, c * d),
-                             **aggregate(b.service[(c, d)], raw_speed, ref_speed)} for c, d in self.loads],
-                "raw_forward": {"sorted": aggregate([r["sorted"] for r in b.raw], raw_speed, ref_speed),
-                                "arrival": aggregate([r["arrival"] for r in b.raw], raw_speed, ref_speed),
-                                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in b.raw), "rounds": b.raw},
-                "single_doc": {"id": b.single[0]["id"], "words": b.single[0]["words"],
-                               **{key: median_low([r[key] for r in b.single]) for key in SINGLE_FIGURES}, "rounds": b.single},
+                "service": [
+                    {
+                        "clients": c,
+                        "docs_per_request": d,
+                        "offline_padding_efficiency": offline_padding(self.lengths, c * d),
+                        **aggregate(b.service[(c, d)], raw_speed, ref_speed),
+                    }
+                    for c, d in self.loads
+                ],
+                "raw_forward": {
+                    "sorted": aggregate([r["sorted"] for r in b.raw], raw_speed, ref_speed),
+                    "arrival": aggregate([r["arrival"] for r in b.raw], raw_speed, ref_speed),
+                    "peak_rss_bytes": max(r["peak_rss_bytes"] for r in b.raw),
+                    "rounds": b.raw,
+                },
+                "single_doc": {
+                    "id": b.single[0]["id"],
+                    "words": b.single[0]["words"],
+                    **{key: median_low([r[key] for r in b.single]) for key in SINGLE_FIGURES},
+                    "rounds": b.single,
+                },
             }
-        out["spacy_transformers"] = {**aggregate(self.ref, ref_speed, ref_speed), "peak_rss_bytes": max(r["peak_rss_bytes"] for r in self.ref)} if self.ref else None
+        out["spacy_transformers"] = (
+            {**aggregate(self.ref, ref_speed, ref_speed), "peak_rss_bytes": max(r["peak_rss_bytes"] for r in self.ref)}
+            if self.ref
+            else None
+        )
         return out
 
 
@@ -245,7 +305,9 @@ def make_backends(names: list[str], work: Path) -> list[Backend]:
         quantize = "int8" if name == "onnx-int8" else ""
         say(f"exporting the model for {name} (tokvec export-onnx{' --quantize int8' if quantize else ''})")
         folder = export(work / name, quantize)
-        out.append(Backend(name, ("--model", str(folder), "--backend", "onnx"), ("--backend", "onnx", "--model", str(folder))))
+        out.append(
+            Backend(name, ("--model", str(folder), "--backend", "onnx"), ("--backend", "onnx", "--model", str(folder)))
+        )
     return out
 
 
@@ -273,7 +335,9 @@ def main() -> int:
             for b in backends:
                 b.start(args.server or "", args.metrics)
             bench = Bench(args, backends)
-            say(f"{len(bench.docs)} docs, {n_words(bench.docs)} words, spans {SPANS}, {rounds} round(s), {info['nproc']} cores, backends {', '.join(names)}")
+            say(
+                f"{len(bench.docs)} docs, {n_words(bench.docs)} words, spans {SPANS}, {rounds} round(s), {info['nproc']} cores, backends {', '.join(names)}"
+            )
             bench.run(rounds)
             agreement = bench.agreement()
         finally:
@@ -281,8 +345,16 @@ def main() -> int:
 
     results: dict[str, Any] = {
         "machine": {**info, "load_avg_end": os.getloadavg()},
-        "settings": {"docs": len(bench.docs), "words": n_words(bench.docs), "pieces": bench.pieces, "spans": SPANS,
-                     "budget": BUDGET, "rounds": rounds, "quick": args.quick, "pick": "median round; ratios paired within a round"},
+        "settings": {
+            "docs": len(bench.docs),
+            "words": n_words(bench.docs),
+            "pieces": bench.pieces,
+            "spans": SPANS,
+            "budget": BUDGET,
+            "rounds": rounds,
+            "quick": args.quick,
+            "pick": "median round; ratios paired within a round",
+        },
         "servers": servers,
         "agreement_with_torch": agreement,
         **bench.results(),

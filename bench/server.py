@@ -30,7 +30,9 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args]
         if _serve_supports("--metrics-address"):
             cmd += ["--metrics-address", "127.0.0.1:0"]
-        fd, log = tempfile.mkstemp(prefix="tokvec-bench-server-", suffix=".log")  # one per server: replicas run side by side
+        fd, log = tempfile.mkstemp(
+            prefix="tokvec-bench-server-", suffix=".log"
+        )  # one per server: replicas run side by side
         os.close(fd)
         self.log = Path(log)
         self._log = self.log.open("w")
@@ -44,7 +46,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"tokvec serve exited before ready (log: {self.log}):\n{self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"tokvec serve exited before ready (log: {self.log}):\n{self.log.read_text()[-2000:]}"
+                )
             if m := re.search(r"listening on (\S+)", line):
                 self.address = m.group(1)
             if m := re.search(r"metrics on (\S+)", line):

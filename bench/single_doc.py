@@ -45,16 +45,22 @@ STAGES = ("prep_ms", "queue_wait_ms", "server_forward_ms", "rest_ms")
 
 def stages(before: dict[str, float], after: dict[str, float], calls: int, service_ms: float) -> dict[str, float]:
     """Per call, in ms, from two scrapes around ``calls`` service calls (one span each)."""
+
     def mean_ms(name: str) -> float:
         return 1000 * (after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)) / calls
 
-    out = {"prep_ms": mean_ms("tokvec_prep_seconds"), "queue_wait_ms": mean_ms("tokvec_queue_wait_seconds"),
-           "server_forward_ms": mean_ms("tokvec_forward_seconds")}
+    out = {
+        "prep_ms": mean_ms("tokvec_prep_seconds"),
+        "queue_wait_ms": mean_ms("tokvec_queue_wait_seconds"),
+        "server_forward_ms": mean_ms("tokvec_forward_seconds"),
+    }
     out["rest_ms"] = service_ms - sum(out.values())
     return out
 
 
-async def blocks(raw: Callable[[], tuple[float, float]], service: Callable[[], Awaitable[None]], n: int, metrics: str = "") -> list[dict[str, float]]:
+async def blocks(
+    raw: Callable[[], tuple[float, float]], service: Callable[[], Awaitable[None]], n: int, metrics: str = ""
+) -> list[dict[str, float]]:
     """``n`` pairs of blocks: BLOCK raw forwards, BLOCK service calls (the order swapped every other
     pair). Within a block calls follow each other, as a caller's would; the first call of a block
     is left out, since the other side's OpenMP threads may still be spin-waiting (libgomp spins for
@@ -86,14 +92,22 @@ async def blocks(raw: Callable[[], tuple[float, float]], service: Callable[[], A
         else:
             await run_service()
             run_raw()
-        out.append({"service_ms": statistics.median(service_ms[1:]), "forward_ms": statistics.median(f for _, f in raw_ms[1:]),
-                    "tokenize_forward_ms": statistics.median(t + f for t, f in raw_ms[1:]), **split})
+        out.append(
+            {
+                "service_ms": statistics.median(service_ms[1:]),
+                "forward_ms": statistics.median(f for _, f in raw_ms[1:]),
+                "tokenize_forward_ms": statistics.median(t + f for t, f in raw_ms[1:]),
+                **split,
+            }
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", required=True, help="HOST:PORT of an idle tokvec server of the same backend and model")
+    parser.add_argument(
+        "--server", required=True, help="HOST:PORT of an idle tokvec server of the same backend and model"
+    )
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--model", default="", help="model folder (onnx: an export folder)")
     parser.add_argument("--pairs", type=int, default=8, help=f"pairs of blocks of {BLOCK} calls (after one to warm up)")
@@ -129,8 +143,16 @@ def main() -> None:
     with torch.inference_mode():
         got = asyncio.run(run())
     out: dict[str, Any] = {
-        "id": doc["id"], "words": len(doc["words"]), "pairs": len(got), "block": BLOCK, "backend": args.backend,
-        **{f"{key}_p50": statistics.median(p[key] for p in got) for key in ("service_ms", "forward_ms", "tokenize_forward_ms", *STAGES) if key in got[0]},
+        "id": doc["id"],
+        "words": len(doc["words"]),
+        "pairs": len(got),
+        "block": BLOCK,
+        "backend": args.backend,
+        **{
+            f"{key}_p50": statistics.median(p[key] for p in got)
+            for key in ("service_ms", "forward_ms", "tokenize_forward_ms", *STAGES)
+            if key in got[0]
+        },
         "service_minus_forward_ms_p50": statistics.median(p["service_ms"] - p["forward_ms"] for p in got),
         "pairs_ms": got,
     }

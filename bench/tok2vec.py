@@ -56,13 +56,33 @@ def in_process(nlp: Any, docs: list[dict[str, Any]], batch_size: int) -> dict[st
     for _ in tok2vec.pipe(make(), batch_size=batch_size):
         pass
     words_s = time.perf_counter() - started
-    return {"words": words, "predict_wps": words / predict_s, "cpu_per_kw": 1000 * cpu / words, "from_words_wps": words / words_s}
+    return {
+        "words": words,
+        "predict_wps": words / predict_s,
+        "cpu_per_kw": 1000 * cpu / words,
+        "from_words_wps": words / words_s,
+    }
 
 
 class Server:
     def __init__(self, config: Path) -> None:
-        cmd = [sys.executable, "-m", "tokvec", "serve", "--model", PIPELINE, "--backend", "tok2vec", "--address", "127.0.0.1:0", "--config", str(config)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        cmd = [
+            sys.executable,
+            "-m",
+            "tokvec",
+            "serve",
+            "--model",
+            PIPELINE,
+            "--backend",
+            "tok2vec",
+            "--address",
+            "127.0.0.1:0",
+            "--config",
+            str(config),
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1")
+        )
         self.address = ""
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -112,7 +132,11 @@ def served(server: Server, docs: list[dict[str, Any]], clients: int, per_request
     server_cpu, client_cpu = server.cpu_s(), time.process_time()
     seconds = asyncio.run(drive(server.address, docs, clients, per_request))
     server_cpu, client_cpu = server.cpu_s() - server_cpu, time.process_time() - client_cpu
-    return {"wps": words / seconds, "server_cpu_per_kw": 1000 * server_cpu / words, "client_cpu_per_kw": 1000 * client_cpu / words}
+    return {
+        "wps": words / seconds,
+        "server_cpu_per_kw": 1000 * server_cpu / words,
+        "client_cpu_per_kw": 1000 * client_cpu / words,
+    }
 
 
 def main() -> int:
@@ -124,7 +148,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="in-process nlp.pipe batch size")
     parser.add_argument("--budget", type=int, default=4096, help="server batch budget (tokens)")
     parser.add_argument("--wait-ms", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3, help="alternate in-process and served passes this many times; best of each")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternate in-process and served passes this many times; best of each"
+    )
     args = parser.parse_args()
     import spacy
 
@@ -132,11 +158,16 @@ def main() -> int:
     nlp = spacy.load(PIPELINE)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "tok2vec.toml"
-        config.write_text(f"[[models]]\n[models.batching]\nmax_batch_items = {args.budget}\nmax_wait_ms = {args.wait_ms}\n")
+        config.write_text(
+            f"[[models]]\n[models.batching]\nmax_batch_items = {args.budget}\nmax_wait_ms = {args.wait_ms}\n"
+        )
         server = Server(config)
         try:
             asyncio.run(drive(server.address, docs[:400], args.clients, args.docs_per_request))  # warm up
-            rounds = [(in_process(nlp, docs, args.batch_size), served(server, docs, args.clients, args.docs_per_request)) for _ in range(args.rounds)]
+            rounds = [
+                (in_process(nlp, docs, args.batch_size), served(server, docs, args.clients, args.docs_per_request))
+                for _ in range(args.rounds)
+            ]
         finally:
             server.stop()
     local = max((r[0] for r in rounds), key=lambda r: r["predict_wps"])
@@ -144,12 +175,20 @@ def main() -> int:
     for i, (a, b) in enumerate(rounds):
         print(f"  round {i}: in-process {a['predict_wps']:,.0f} words/s, served {b['wps']:,.0f} words/s")
     print(f"tok2vec {PIPELINE}, {len(docs)} docs, {local['words']:,} words, {os.cpu_count()} CPUs")
-    print(f"  in-process, Docs made beforehand   {local['predict_wps']:>9,.0f} words/s  ({local['cpu_per_kw']:.3f} CPU s / 1k words)")
+    print(
+        f"  in-process, Docs made beforehand   {local['predict_wps']:>9,.0f} words/s  ({local['cpu_per_kw']:.3f} CPU s / 1k words)"
+    )
     print(f"  in-process, Docs made from words   {local['from_words_wps']:>9,.0f} words/s")
-    print(f"  served, {args.clients} clients x {args.docs_per_request} docs/request  {remote['wps']:>9,.0f} words/s  "
-          f"(server {remote['server_cpu_per_kw']:.3f} + clients {remote['client_cpu_per_kw']:.3f} CPU s / 1k words)")
-    print(f"  ratio served / in-process           {remote['wps'] / local['predict_wps']:.2f}x  (target >= 0.8x; best of {args.rounds} rounds each)")
-    print(f"  CPU ratio in-process / server       {local['cpu_per_kw'] / remote['server_cpu_per_kw']:.2f}x  (per word; clients excluded)")
+    print(
+        f"  served, {args.clients} clients x {args.docs_per_request} docs/request  {remote['wps']:>9,.0f} words/s  "
+        f"(server {remote['server_cpu_per_kw']:.3f} + clients {remote['client_cpu_per_kw']:.3f} CPU s / 1k words)"
+    )
+    print(
+        f"  ratio served / in-process           {remote['wps'] / local['predict_wps']:.2f}x  (target >= 0.8x; best of {args.rounds} rounds each)"
+    )
+    print(
+        f"  CPU ratio in-process / server       {local['cpu_per_kw'] / remote['server_cpu_per_kw']:.2f}x  (per word; clients excluded)"
+    )
     return 0
 
 

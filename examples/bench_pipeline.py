@@ -33,7 +33,9 @@ def worker(python: str, pipeline: Path, *extra: str) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/tokvec-train-compare"), help="train_compare.py's --work")
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/tokvec-train-compare"), help="train_compare.py's --work"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--results", type=Path, default=HERE / "results")
@@ -44,21 +46,33 @@ def main() -> int:
     server = Server()
     try:
         pipeline = args.work / "tokvec" / "model-last"
-        rows["tokvec listener (torch blocked)"] = worker(sys.executable, pipeline, "--address", server.address, "--block-torch", *common)
-        rows["tokvec listener (torch importable)"] = worker(sys.executable, pipeline, "--address", server.address, *common)
+        rows["tokvec listener (torch blocked)"] = worker(
+            sys.executable, pipeline, "--address", server.address, "--block-torch", *common
+        )
+        rows["tokvec listener (torch importable)"] = worker(
+            sys.executable, pipeline, "--address", server.address, *common
+        )
         server_rss = server.peak_rss_mib()
     finally:
         server.stop()
-    rows["spacy-transformers in-process"] = worker(str(REF_PYTHON), args.work / "spacy-transformers" / "model-last", *common)
+    rows["spacy-transformers in-process"] = worker(
+        str(REF_PYTHON), args.work / "spacy-transformers" / "model-last", *common
+    )
 
-    lines = [f"# pipeline benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, batch_size {args.batch_size}, "
-             f"EWT test texts x {args.repeat})", "",
-             "| process | words/s | peak RSS (MiB) | torch loaded |", "|---|---|---|---|"]
+    lines = [
+        f"# pipeline benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, batch_size {args.batch_size}, "
+        f"EWT test texts x {args.repeat})",
+        "",
+        "| process | words/s | peak RSS (MiB) | torch loaded |",
+        "|---|---|---|---|",
+    ]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['words_per_s']} | {r['peak_rss_mib']} | {r['torch_loaded']} |")
     lines.append(f"| tokvec server (shared by all listeners) | - | {server_rss:.1f} | True |")
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "bench_pipeline.json").write_text(json.dumps({"rows": rows, "server_peak_rss_mib": server_rss}, indent=1) + "\n")
+    (args.results / "bench_pipeline.json").write_text(
+        json.dumps({"rows": rows, "server_peak_rss_mib": server_rss}, indent=1) + "\n"
+    )
     (args.results / "bench_pipeline.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -29,7 +29,9 @@ def main() -> int:
     parser.add_argument("texts", help="a .jsonl file with a 'text' field per line")
     parser.add_argument("--address", default="", help="tokvec server address (overrides the saved one)")
     parser.add_argument("--component", default="tokvec", help="the tokvec_transformer component --address is for")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a call to the server may take (with --address)")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a call to the server may take (with --address)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--block-torch", action="store_true")
@@ -39,7 +41,9 @@ def main() -> int:
 
     import spacy
 
-    overrides = {"components": {args.component: {"address": args.address, "timeout": args.timeout}}} if args.address else {}
+    overrides = (
+        {"components": {args.component: {"address": args.address, "timeout": args.timeout}}} if args.address else {}
+    )
     start = time.perf_counter()
     nlp = spacy.load(args.pipeline, config=overrides)
     load_s = time.perf_counter() - start
@@ -51,12 +55,21 @@ def main() -> int:
         start = time.perf_counter()
         words += sum(len(doc) for doc in nlp.pipe(texts, batch_size=args.batch_size))
         seconds += time.perf_counter() - start
-    print(json.dumps({
-        "pipeline": args.pipeline, "components": nlp.pipe_names, "words": words, "seconds": round(seconds, 2),
-        "words_per_s": round(words / seconds), "load_s": round(load_s, 2),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch_loaded": "torch" in sys.modules, "python": sys.executable,
-    }))
+    print(
+        json.dumps(
+            {
+                "pipeline": args.pipeline,
+                "components": nlp.pipe_names,
+                "words": words,
+                "seconds": round(seconds, 2),
+                "words_per_s": round(words / seconds),
+                "load_s": round(load_s, 2),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "torch_loaded": "torch" in sys.modules,
+                "python": sys.executable,
+            }
+        )
+    )
     return 0
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EWT = ROOT / "data" / "ewt"
-REF_PYTHON = Path(os.environ.get("TOKVEC_REF_PYTHON") or ROOT / ".venv-ref" / "bin" / "python")  # as tests/trained_pipelines.py
+REF_PYTHON = Path(
+    os.environ.get("TOKVEC_REF_PYTHON") or ROOT / ".venv-ref" / "bin" / "python"
+)  # as tests/trained_pipelines.py
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the model is a local folder; no hub
 
 
@@ -60,7 +62,9 @@ def peak_rss_of(pid: int) -> float:
 def slice_conllu(src: Path, dst: Path, n_sents: int, skip: int = 0) -> int:
     """Sentences skip..skip+n_sents of a CoNLL-U file (all after skip if n_sents <= 0)."""
     raw = src.read_bytes()
-    text = (gzip.decompress(raw) if src.suffix == ".gz" else raw).decode("utf-8")  # the train split is stored compressed
+    text = (gzip.decompress(raw) if src.suffix == ".gz" else raw).decode(
+        "utf-8"
+    )  # the train split is stored compressed
     blocks = [b for b in text.split("\n\n") if b.strip()]
     chosen = blocks[skip:] if n_sents <= 0 else blocks[skip : skip + n_sents]
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +75,20 @@ def slice_conllu(src: Path, dst: Path, n_sents: int, skip: int = 0) -> int:
 def convert(conllu: Path, out_dir: Path, n_sents: int = 10) -> Path:
     """``spacy convert`` (CoNLL-U: words, tags, heads, labels) to ``out_dir/<name>.spacy``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, "-m", "spacy", "convert", str(conllu), str(out_dir), "--converter", "conllu", "--n-sents", str(n_sents)])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "convert",
+            str(conllu),
+            str(out_dir),
+            "--converter",
+            "conllu",
+            "--n-sents",
+            str(n_sents),
+        ]
+    )
     return out_dir / (conllu.stem + ".spacy")
 
 

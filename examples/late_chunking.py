@@ -79,14 +79,21 @@ def main() -> int:
             late = []
             for start in range(0, len(docs), 16):
                 batch = docs[start : start + 16]
-                results = client.embed_results(batch, spans=spans, outputs=("chunk_vectors",), chunks=[chunks_of(d) for d in batch])
+                results = client.embed_results(
+                    batch, spans=spans, outputs=("chunk_vectors",), chunks=[chunks_of(d) for d in batch]
+                )
                 late += [r.chunk_vectors[0] for r in results]
             late_s = time.perf_counter() - started
             pieces_alone, sentence_alone = [], []
             started = time.perf_counter()
             for doc in docs:
                 parts = [{"words": doc["words"][a:b], "spaces": doc["spaces"][a:b]} for a, b in chunks_of(doc)]
-                results = client.embed_results(parts, spans="doc", outputs=("doc_vector", "chunk_vectors"), chunks=[[(0, len(p["words"]))] for p in parts])
+                results = client.embed_results(
+                    parts,
+                    spans="doc",
+                    outputs=("doc_vector", "chunk_vectors"),
+                    chunks=[[(0, len(p["words"]))] for p in parts],
+                )
                 sentence_alone.append(np.stack([r.doc_vector for r in results]))
                 pieces_alone.append(np.concatenate([r.chunk_vectors[0] for r in results]))
             alone_s = time.perf_counter() - started
@@ -95,14 +102,27 @@ def main() -> int:
     n_chunks = sum(len(v) for v in late)
     late_vs_sentence = [float(x) for v_l, v_s in zip(late, sentence_alone) for x in (unit(v_l) * unit(v_s)).sum(1)]
     late_vs_pieces = [float(x) for v_l, v_p in zip(late, pieces_alone) for x in (unit(v_l) * unit(v_p)).sum(1)]
-    rows = {name: context_cosines(vectors) for name, vectors in (("late", late), ("alone, word pieces", pieces_alone), ("alone, sentence embedding", sentence_alone))}
+    rows = {
+        name: context_cosines(vectors)
+        for name, vectors in (
+            ("late", late),
+            ("alone, word pieces", pieces_alone),
+            ("alone, sentence embedding", sentence_alone),
+        )
+    }
     result = {
-        "docs": len(docs), "chunks": n_chunks, "sentences_per_chunk": SENTS_PER_CHUNK, "late_spans": spans,
+        "docs": len(docs),
+        "chunks": n_chunks,
+        "sentences_per_chunk": SENTS_PER_CHUNK,
+        "late_spans": spans,
         "cosine_late_to_alone": {
             "sentence embedding": {"mean": statistics.mean(late_vs_sentence), "min": min(late_vs_sentence)},
             "word pieces": {"mean": statistics.mean(late_vs_pieces), "min": min(late_vs_pieces)},
         },
-        "mean_cosine": {name: {"same_doc": same, "other_docs": other, "difference": same - other} for name, (same, other) in rows.items()},
+        "mean_cosine": {
+            name: {"same_doc": same, "other_docs": other, "difference": same - other}
+            for name, (same, other) in rows.items()
+        },
         "seconds": {"late (one forward per doc)": late_s, "alone (one forward per chunk)": alone_s},
         "load_avg": {"start": load_start, "end": os.getloadavg()},
     }
@@ -142,7 +162,8 @@ def report(res: dict[str, Any]) -> str:
     lines += [
         "",
         f"Time (shared 2-core machine, load average {la['start'][0]:.1f} at the start, {la['end'][0]:.1f} at the end): "
-        + ", ".join(f"{k} {v:.1f}s" for k, v in s.items()) + ".",
+        + ", ".join(f"{k} {v:.1f}s" for k, v in s.items())
+        + ".",
         "",
         "The difference column is the document context a vector carries beyond what any two EWT chunks share. "
         "Whether any of this helps retrieval is not measured here. Caveat: all-MiniLM-L6-v2 was trained on inputs of at most "

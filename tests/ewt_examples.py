@@ -24,7 +24,12 @@ def conllu_head(path: Path, n_sents: int, skip: int = 0) -> str:
 
 def ewt_examples(nlp: Language, split: str, n_sents: int, skip: int = 0) -> list[Example]:
     """Gold EWT sentences (10 a doc), as spacy convert makes them, against unannotated docs."""
-    gold = list(conllu_to_docs(  # type: ignore[no-untyped-call]
-        conllu_head(CONLLU[split], n_sents, skip), n_sents=10, no_print=True))
+    gold = list(
+        conllu_to_docs(  # type: ignore[no-untyped-call]
+            conllu_head(CONLLU[split], n_sents, skip), n_sents=10, no_print=True
+        )
+    )
     docs = DocBin(docs=gold, store_user_data=False).get_docs(nlp.vocab)  # into this pipeline's vocab
-    return [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in docs]
+    return [
+        Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in docs
+    ]

@@ -14,7 +14,7 @@ from serving import ENV, ROOT
 from spacy.tokens import Doc
 
 # Put first on PYTHONPATH: Python imports sitecustomize at startup, before any test code.
-BLOCKER = '''
+BLOCKER = """
 import sys
 
 BLOCKED = {"torch", "transformers", "spacy_transformers", "spacy_curated_transformers"}
@@ -28,17 +28,28 @@ class Blocker:
 
 
 sys.meta_path.insert(0, Blocker())
-'''
+"""
 
 
 def annotations(doc: Doc) -> list[tuple[Any, ...]]:
     """Everything a tagger, morphologizer, lemmatizer, parser and NER leave on the tokens."""
-    return [(t.tag_, t.pos_, str(t.morph), t.lemma_, t.head.i, t.dep_, t.ent_iob_, t.ent_type_, t.is_sent_start) for t in doc]
+    return [
+        (t.tag_, t.pos_, str(t.morph), t.lemma_, t.head.i, t.dep_, t.ent_iob_, t.ent_type_, t.is_sent_start)
+        for t in doc
+    ]
 
 
-def run_split(pipeline: str | Path, out: Path, address: str, *extra: str, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([python, "-m", "tokvec", "split", str(pipeline), str(out), "--address", address, *extra],
-                          capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
+def run_split(
+    pipeline: str | Path, out: Path, address: str, *extra: str, python: str = sys.executable
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, "-m", "tokvec", "split", str(pipeline), str(out), "--address", address, *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 def annotate_without_torch(pipeline: Path, docs: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
@@ -49,7 +60,7 @@ def annotate_without_torch(pipeline: Path, docs: list[dict[str, Any]], tmp: Path
     (blocker / "sitecustomize.py").write_text(BLOCKER)
     (tmp / "docs.json").write_text(json.dumps(docs))
     script = tmp / "annotate.py"
-    script.write_text(f'''
+    script.write_text(f"""
 import json, sys
 import spacy
 from spacy.tokens import Doc
@@ -66,10 +77,9 @@ for doc in nlp.pipe(Doc(nlp.vocab, words=d["words"], spaces=d["spaces"]) for d i
     out.append([[t.tag_, t.pos_, str(t.morph), t.lemma_, t.head.i, t.dep_, t.ent_iob_, t.ent_type_, t.is_sent_start] for t in doc])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "spacy_transformers"))
 print(json.dumps({{"blocked": blocked, "heavy": heavy, "annotations": out}}))
-''')
+""")
     env = dict(ENV, PYTHONPATH=os.pathsep.join([str(blocker), str(ROOT / "client"), ENV.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp)
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-

@@ -42,7 +42,11 @@ class StandIn(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        self._reply({"unix": 0.0} if self.path == "/health" else {"object": "list", "data": [{"id": "stand-in", "object": "model"}]})
+        self._reply(
+            {"unix": 0.0}
+            if self.path == "/health"
+            else {"object": "list", "data": [{"id": "stand-in", "object": "model"}]}
+        )
 
     def do_POST(self) -> None:  # noqa: N802
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -68,9 +72,24 @@ def stand_in() -> Iterator[str]:
 
 def test_peer_bench_runs_every_load_on_every_system(stand_in: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "peer.py"), "--docs", "20", "--rounds", "2", "--peer-url", stand_in,
-         "--serve-args", "--backend fake", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "peer.py"),
+            "--docs",
+            "20",
+            "--rounds",
+            "2",
+            "--peer-url",
+            stand_in,
+            "--serve-args",
+            "--backend fake",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     res = json.loads((tmp_path / "peer.json").read_text())

@@ -23,7 +23,13 @@ def reference(pieces, chunk: tuple[int, int], pooling: str) -> np.ndarray:
     rows = pieces.hidden[pieces.align_indices[offsets[chunk[0]] : offsets[chunk[1]]]]
     if not len(rows):
         return np.zeros(pieces.hidden.shape[1], np.float32)
-    return {"mean": lambda: rows.mean(0), "max": lambda: rows.max(0), "first": lambda: rows[0], "last": lambda: rows[-1], "sum": lambda: rows.sum(0)}[pooling]()
+    return {
+        "mean": lambda: rows.mean(0),
+        "max": lambda: rows.max(0),
+        "first": lambda: rows[0],
+        "last": lambda: rows[-1],
+        "sum": lambda: rows.sum(0),
+    }[pooling]()
 
 
 def random_chunks(n_tokens: int, rng: random.Random, k: int = 12) -> list[tuple[int, int]]:
@@ -46,7 +52,9 @@ def test_chunk_vectors_equal_numpy_pooling_of_the_pieces(minilm, ewt_docs, spans
     chunks = [random_chunks(len(d["words"]), rng) for d in docs]
     crossing = 0
     with Client(minilm.address, spans=spans) as client:
-        results = client.embed_results(docs, outputs=("tokens", "pieces", "chunk_vectors"), chunks=chunks, chunk_poolings=POOLINGS)
+        results = client.embed_results(
+            docs, outputs=("tokens", "pieces", "chunk_vectors"), chunks=chunks, chunk_poolings=POOLINGS
+        )
     worst = 0.0
     for doc_chunks, result in zip(chunks, results):
         assert result.error is None
@@ -54,7 +62,9 @@ def test_chunk_vectors_equal_numpy_pooling_of_the_pieces(minilm, ewt_docs, spans
         for k, chunk in enumerate(doc_chunks):
             crossing += crosses(chunk, result.pieces.span_tokens)
             for j, pooling in enumerate(POOLINGS):
-                worst = max(worst, float(np.abs(result.chunk_vectors[j][k] - reference(result.pieces, chunk, pooling)).max()))
+                worst = max(
+                    worst, float(np.abs(result.chunk_vectors[j][k] - reference(result.pieces, chunk, pooling)).max())
+                )
     assert worst <= 1e-5, f"{spans}: max |server - numpy| = {worst:.2e}"
     if spans != "doc":
         assert crossing >= 20, "the chunks must cross window boundaries for the test to mean anything"
@@ -65,7 +75,9 @@ def test_chunk_vectors_alone_equal_those_beside_rows_and_one_token_chunks_equal_
     chunks = [[(i, i + 1) for i in range(len(d["words"]))] + [(0, len(d["words"]))] for d in docs]
     with Client(minilm.address, spans="tokens:16:8") as client:
         for pooling in POOLINGS:
-            beside = client.embed_results(docs, pooling=pooling, outputs=("tokens", "doc_vector", "chunk_vectors"), chunks=chunks)
+            beside = client.embed_results(
+                docs, pooling=pooling, outputs=("tokens", "doc_vector", "chunk_vectors"), chunks=chunks
+            )
             alone = client.embed_results(docs, pooling=pooling, outputs=("chunk_vectors",), chunks=chunks)
             for b, a, doc in zip(beside, alone, docs):
                 n = len(doc["words"])
@@ -87,9 +99,13 @@ def test_char_chunks_equal_token_chunks_and_text_docs_work(minilm, ewt_docs):
         by_char = client.embed_results([doc], outputs=("chunk_vectors",), chunks=[char_chunks], chunk_unit="chars")[0]
         # A text doc's chunks count the server's tokens, or the characters of its text.
         whole = len(doc["text"])
-        text = client.embed_results([{"text": doc["text"], "chunks": [(0, whole)], "chunk_unit": "chars"}], outputs=("tokens", "chunk_vectors"))[0]
+        text = client.embed_results(
+            [{"text": doc["text"], "chunks": [(0, whole)], "chunk_unit": "chars"}], outputs=("tokens", "chunk_vectors")
+        )[0]
         assert text.error is None and text.words is not None
-        text_tokens = client.embed_results([{"text": doc["text"], "chunks": [(0, len(text.words))]}], outputs=("chunk_vectors",))[0]
+        text_tokens = client.embed_results(
+            [{"text": doc["text"], "chunks": [(0, len(text.words))]}], outputs=("chunk_vectors",)
+        )[0]
     assert by_char.error is None
     assert np.abs(by_char.chunk_vectors[0] - by_token.chunk_vectors[0]).max() <= 1e-6
     assert np.abs(text.chunk_vectors[0] - text_tokens.chunk_vectors[0]).max() <= 1e-6
@@ -99,7 +115,9 @@ def test_a_chunk_with_no_piece_is_zero_and_flagged(minilm):
     doc = {"words": ["Hello", " ", "\n", "world"], "spaces": [False, False, False, False]}
     with Client(minilm.address) as client:
         for pooling in POOLINGS:
-            result = client.embed_results([doc], pooling=pooling, outputs=("chunk_vectors",), chunks=[[(0, 2), (1, 3), (2, 4)]])[0]
+            result = client.embed_results(
+                [doc], pooling=pooling, outputs=("chunk_vectors",), chunks=[[(0, 2), (1, 3), (2, 4)]]
+            )[0]
             assert result.error is None
             assert result.chunk_no_piece.tolist() == [1]
             vectors = result.chunk_vectors[0]
@@ -122,7 +140,9 @@ def test_an_invalid_chunk_fails_its_doc_alone(minilm, chunks, unit, message):
     words = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
     good = {"words": words, "chunks": [(0, 9)]}
     with Client(minilm.address) as client:
-        bad, fine = client.embed_results([{"words": words, "chunks": chunks, "chunk_unit": unit}, good], outputs=("tokens", "chunk_vectors"))
+        bad, fine = client.embed_results(
+            [{"words": words, "chunks": chunks, "chunk_unit": unit}, good], outputs=("tokens", "chunk_vectors")
+        )
     assert bad.error is not None and bad.error.code.name == "INVALID_ARGUMENT"
     assert message in str(bad.error)
     assert fine.error is None and fine.chunk_vectors[0].shape == (1, 384) and fine.rows.shape == (9, 384)
@@ -145,7 +165,13 @@ def test_wire_level_chunk_errors(minilm):
         got = [r.result for r in stub.Embed(pb.EmbedRequest(options=pb.EmbedOptions(), docs=docs[2:]))]
         assert got[0].error.message == "docs[0].chunk_starts: chunks need OUTPUT_CHUNK_VECTORS in options.outputs"
         with pytest.raises(Exception, match=r"options.chunk_poolings\[1\]: 9 is not a Pooling value"):
-            list(stub.Embed(pb.EmbedRequest(options=pb.EmbedOptions(outputs=[pb.OUTPUT_CHUNK_VECTORS], chunk_poolings=[1, 9]), docs=docs[2:])))
+            list(
+                stub.Embed(
+                    pb.EmbedRequest(
+                        options=pb.EmbedOptions(outputs=[pb.OUTPUT_CHUNK_VECTORS], chunk_poolings=[1, 9]), docs=docs[2:]
+                    )
+                )
+            )
 
 
 def test_many_chunks_split_across_messages_like_rows(minilm, ewt_docs):
@@ -156,15 +182,27 @@ def test_many_chunks_split_across_messages_like_rows(minilm, ewt_docs):
     assert len(chunks) * 384 * 4 * len(poolings) > 3 * 1024 * 1024, "large enough to need several messages"
     with Client(minilm.address) as client:
         request = pb.EmbedRequest(
-            options=pb.EmbedOptions(outputs=[pb.OUTPUT_TOKENS, pb.OUTPUT_CHUNK_VECTORS], chunk_poolings=[pb.POOLING_MEAN, pb.POOLING_MAX, pb.POOLING_SUM]),
-            docs=[pb.Doc(words=doc["words"], spaces=doc["spaces"], chunk_starts=[a for a, _ in chunks], chunk_ends=[b for _, b in chunks])],
+            options=pb.EmbedOptions(
+                outputs=[pb.OUTPUT_TOKENS, pb.OUTPUT_CHUNK_VECTORS],
+                chunk_poolings=[pb.POOLING_MEAN, pb.POOLING_MAX, pb.POOLING_SUM],
+            ),
+            docs=[
+                pb.Doc(
+                    words=doc["words"],
+                    spaces=doc["spaces"],
+                    chunk_starts=[a for a, _ in chunks],
+                    chunk_ends=[b for _, b in chunks],
+                )
+            ],
         )
         messages = [r.result for r in client.stub.Embed(request)]
         assert len(messages) >= 2 and all(m.more for m in messages[:-1]) and not messages[-1].more
         starts = [m.chunk_start for m in messages]
         sizes = [m.chunk_vectors[0].shape[0] for m in messages]
         assert starts == list(np.cumsum([0, *sizes[:-1]])) and sum(sizes) == len(chunks)
-        whole = client.embed_results([doc], outputs=("tokens", "chunk_vectors"), chunks=[chunks], chunk_poolings=poolings)[0]
+        whole = client.embed_results(
+            [doc], outputs=("tokens", "chunk_vectors"), chunks=[chunks], chunk_poolings=poolings
+        )[0]
         few = client.embed_results([doc], outputs=("chunk_vectors",), chunks=[chunks[-40:]], chunk_poolings=poolings)[0]
     for k in range(len(poolings)):
         assert whole.chunk_vectors[k].shape == (len(chunks), 384)
@@ -177,11 +215,15 @@ def test_async_client_twin(minilm, ewt_docs):
 
     async def run() -> list:
         async with AsyncClient(minilm.address) as client:
-            return await client.embed_results(docs, outputs=("doc_vector", "chunk_vectors"), chunks=chunks, chunk_poolings=("mean", "max"))
+            return await client.embed_results(
+                docs, outputs=("doc_vector", "chunk_vectors"), chunks=chunks, chunk_poolings=("mean", "max")
+            )
 
     results = asyncio.run(run())
     with Client(minilm.address) as client:
-        expected = client.embed_results(docs, outputs=("doc_vector", "chunk_vectors"), chunks=chunks, chunk_poolings=("mean", "max"))
+        expected = client.embed_results(
+            docs, outputs=("doc_vector", "chunk_vectors"), chunks=chunks, chunk_poolings=("mean", "max")
+        )
     for got, want in zip(results, expected):
         assert len(got.chunk_vectors) == 2
         for g, w in zip(got.chunk_vectors, want.chunk_vectors):

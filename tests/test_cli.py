@@ -19,7 +19,16 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 
 def test_embed_writes_one_float32_array_per_id(minilm, tmp_path):
     out = tmp_path / "ewt.npz"
-    done = run("embed", str(DATA / "ewt-test.jsonl"), "--server", minilm.address, "--output", str(out), "--spans", "tokens:128:96")
+    done = run(
+        "embed",
+        str(DATA / "ewt-test.jsonl"),
+        "--server",
+        minilm.address,
+        "--output",
+        str(out),
+        "--spans",
+        "tokens:128:96",
+    )
     assert done.returncode == 0, done.stderr
     arrays = np.load(out)
     with (DATA / "ewt-test.jsonl").open() as f:
@@ -31,14 +40,26 @@ def test_embed_writes_one_float32_array_per_id(minilm, tmp_path):
 
 def test_embed_reports_bad_lines_and_never_overwrites(minilm, tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text("\n".join([
-        json.dumps({"id": "ok", "text": "Hello world."}),
-        "{not json",
-        json.dumps({"id": "ok", "words": ["dup"]}),
-        json.dumps({"id": "mismatch", "words": ["a", "b"], "spaces": [True]}),
-        json.dumps({"id": "too-long", "words": ["w"] * 20001}),
-        json.dumps({"id": "sents", "words": ["A", ".", "B", "."], "spaces": [True, True, True, False], "sent_starts": [True, False, True, False]}),
-    ]) + "\n")
+    source.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "ok", "text": "Hello world."}),
+                "{not json",
+                json.dumps({"id": "ok", "words": ["dup"]}),
+                json.dumps({"id": "mismatch", "words": ["a", "b"], "spaces": [True]}),
+                json.dumps({"id": "too-long", "words": ["w"] * 20001}),
+                json.dumps(
+                    {
+                        "id": "sents",
+                        "words": ["A", ".", "B", "."],
+                        "spaces": [True, True, True, False],
+                        "sent_starts": [True, False, True, False],
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "out.npz"
     out.write_bytes(b"precious")
     refused = run("embed", str(source), "--server", minilm.address, "--output", str(out))
@@ -58,7 +79,12 @@ def test_embed_jsonl_words_without_spaces_get_one_after_each(minilm, tmp_path):
 
     words = ["New", "York", "is", "big", "."]
     source = tmp_path / "in.jsonl"
-    source.write_text(json.dumps({"id": "bare", "words": words}) + "\n" + json.dumps({"id": "tight", "words": words, "spaces": [False] * 5}) + "\n")
+    source.write_text(
+        json.dumps({"id": "bare", "words": words})
+        + "\n"
+        + json.dumps({"id": "tight", "words": words, "spaces": [False] * 5})
+        + "\n"
+    )
     out = tmp_path / "out.npz"
     done = run("embed", str(source), "--server", minilm.address, "--output", str(out))
     assert done.returncode == 0, done.stderr
@@ -72,7 +98,14 @@ def test_embed_jsonl_words_without_spaces_get_one_after_each(minilm, tmp_path):
 def test_info(minilm):
     done = run("info", "--server", minilm.address)
     assert done.returncode == 0, done.stderr
-    for field in ("all-MiniLM-L6-v2", "fingerprint", "width        384", "max length   512", "torch on cpu, float32", "max_docs_per_request=1024"):
+    for field in (
+        "all-MiniLM-L6-v2",
+        "fingerprint",
+        "width        384",
+        "max length   512",
+        "torch on cpu, float32",
+        "max_docs_per_request=1024",
+    ):
         assert field in done.stdout
 
 

@@ -27,15 +27,28 @@ def test_embed_writes_chunk_vectors_under_the_runs_pooling(minilm, ewt_docs, tmp
     source.write_text("".join(json.dumps(d) + "\n" for d in lines))
     for output in ("out.npz", "rows"):
         out = tmp_path / output
-        done = run("embed", str(source), "--server", minilm.address, "--output", str(out), "--pooling", "max", "--spans", "tokens:16:8")
+        done = run(
+            "embed",
+            str(source),
+            "--server",
+            minilm.address,
+            "--output",
+            str(out),
+            "--pooling",
+            "max",
+            "--spans",
+            "tokens:16:8",
+        )
         assert done.returncode == 1, done.stderr
-        assert "in.jsonl:7: \"chunks\"[0] is not a [start, end] pair" in done.stderr
+        assert 'in.jsonl:7: "chunks"[0] is not a [start, end] pair' in done.stderr
         assert "in.jsonl:6: docs[" in done.stderr and "chunks[0]: end 3 > 2 tokens in the doc" in done.stderr
         with Client(minilm.address, pooling="max", spans="tokens:16:8") as client:
             expected = client.embed_results(lines[:5], outputs=("tokens", "chunk_vectors"))
         if output.endswith(".npz"):
             arrays = np.load(out)
-            assert sorted(arrays.files) == sorted([d["id"] for d in docs] + [f"{docs[k]['id']}/chunks" for k in (0, 2, 4)])
+            assert sorted(arrays.files) == sorted(
+                [d["id"] for d in docs] + [f"{docs[k]['id']}/chunks" for k in (0, 2, 4)]
+            )
             assert arrays[f"{docs[0]['id']}/chunks"].dtype == np.float32
         with open_rows(out) as rows:
             assert sorted(rows) == sorted(d["id"] for d in docs)

@@ -59,8 +59,12 @@ def test_waits_for_a_server_that_is_starting(tmp_path: Path, ewt_docs: list[dict
     docs = corpus(tmp_path / "in.jsonl", ewt_docs[:24])
     address = f"127.0.0.1:{free_port()}"
     out = tmp_path / "rows.npz"
-    cli = subprocess.Popen([*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", address, "--output", str(out), "--wait", "240"],
-                           stderr=subprocess.PIPE, text=True, env=ENV)
+    cli = subprocess.Popen(
+        [*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", address, "--output", str(out), "--wait", "240"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     server = None
     try:
         assert cli.stderr is not None
@@ -92,15 +96,24 @@ def test_gives_up_after_wait_and_leaves_nothing(tmp_path: Path, ewt_docs: list[d
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
-def test_resume_after_sigkill(minilm: Any, reference: dict[str, np.ndarray], tmp_path: Path, some_docs: list[dict[str, Any]]) -> None:
+def test_resume_after_sigkill(
+    minilm: Any, reference: dict[str, np.ndarray], tmp_path: Path, some_docs: list[dict[str, Any]]
+) -> None:
     docs = corpus(tmp_path / "in.jsonl", some_docs)
     out = tmp_path / "rows"
     partial = Path(f"{out}.partial")
-    cli = subprocess.Popen([*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", minilm.address, "--output", str(out)],
-                           stderr=subprocess.DEVNULL, env=ENV)
+    cli = subprocess.Popen(
+        [*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", minilm.address, "--output", str(out)],
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     index = partial / "index.jsonl"
     deadline = time.monotonic() + 300
-    while not (index.exists() and index.read_bytes().count(b"\n") >= 40) and cli.poll() is None and time.monotonic() < deadline:
+    while (
+        not (index.exists() and index.read_bytes().count(b"\n") >= 40)
+        and cli.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     cli.send_signal(signal.SIGKILL)
     cli.wait()
@@ -122,14 +135,24 @@ def test_resume_after_sigkill(minilm: Any, reference: dict[str, np.ndarray], tmp
         check_rows(rows, docs, reference)
 
 
-def test_open_rows_reads_every_format(minilm: Any, reference: dict[str, np.ndarray], tmp_path: Path, ewt_docs: list[dict[str, Any]]) -> None:
+def test_open_rows_reads_every_format(
+    minilm: Any, reference: dict[str, np.ndarray], tmp_path: Path, ewt_docs: list[dict[str, Any]]
+) -> None:
     docs = corpus(tmp_path / "in.jsonl", ewt_docs[:40])
     long = {"id": "long-token", "words": ["See", LONG_TOKEN, "."], "spaces": [True, False, False]}
     with (tmp_path / "in.jsonl").open("a") as f:
         f.write(json.dumps(long) + "\n")
     outputs = {"folder": tmp_path / "rows", "npz": tmp_path / "rows.npz"}
     for path in outputs.values():
-        done = embed(str(tmp_path / "in.jsonl"), "--server", f"{minilm.address},{minilm.address}", "--output", str(path), "--shard-mb", "0.5")
+        done = embed(
+            str(tmp_path / "in.jsonl"),
+            "--server",
+            f"{minilm.address},{minilm.address}",
+            "--output",
+            str(path),
+            "--shard-mb",
+            "0.5",
+        )
         assert done.returncode == 0, done.stderr
         assert "41 docs" in done.stderr
     assert len(list(outputs["folder"].glob("shard-*.npy"))) >= 3  # 0.5 MiB shards: the docs span several
@@ -142,7 +165,9 @@ def test_open_rows_reads_every_format(minilm: Any, reference: dict[str, np.ndarr
         np.testing.assert_allclose(folder["long-token"], npz["long-token"], atol=1e-5)
 
 
-def test_progress_bar_on_a_terminal_and_none_on_a_pipe(minilm: Any, tmp_path: Path, ewt_docs: list[dict[str, Any]]) -> None:
+def test_progress_bar_on_a_terminal_and_none_on_a_pipe(
+    minilm: Any, tmp_path: Path, ewt_docs: list[dict[str, Any]]
+) -> None:
     import fcntl
     import pty
     import struct
@@ -151,8 +176,13 @@ def test_progress_bar_on_a_terminal_and_none_on_a_pipe(minilm: Any, tmp_path: Pa
     corpus(tmp_path / "in.jsonl", ewt_docs[:30])
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal 160 columns wide
-    cli = subprocess.Popen([*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", minilm.address, "--output", str(tmp_path / "rows")],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower, env=ENV)
+    cli = subprocess.Popen(
+        [*TOKVEC, "embed", str(tmp_path / "in.jsonl"), "--server", minilm.address, "--output", str(tmp_path / "rows")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env=ENV,
+    )
     os.close(follower)
     seen = b""
     while True:

@@ -21,8 +21,22 @@ def test_docs_refused_for_now_are_sent_again(tmp_path: Path, ewt_docs: list[dict
     docs = corpus(tmp_path / "in.jsonl", ewt_docs[:100])
     try:
         server.runner.faults.gate.clear()  # the model holds its first batch: the rest stays queued
-        cli = subprocess.Popen([sys.executable, "-m", "tokvec", "embed", str(tmp_path / "in.jsonl"), "--server", server.address,
-                                "--output", str(tmp_path / "rows")], stderr=subprocess.PIPE, text=True, env=ENV)
+        cli = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tokvec",
+                "embed",
+                str(tmp_path / "in.jsonl"),
+                "--server",
+                server.address,
+                "--output",
+                str(tmp_path / "rows"),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
         deadline = time.monotonic() + 120
         while scheduler.queued[0] == 0 and time.monotonic() < deadline:
             time.sleep(0.02)

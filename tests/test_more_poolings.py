@@ -26,7 +26,9 @@ def test_each_extra_pooling_equals_the_single_pooling_request(minilm, ewt_docs, 
     for result, doc in zip(both, docs):
         assert result.error is None
         assert [a.shape for a in result.pooled] == [(len(doc["words"]), 384)] * 5
-        np.testing.assert_allclose(result.rows, alone["mean"][result.index], atol=1e-5, rtol=0)  # batch-mates move rows by ~1e-6
+        np.testing.assert_allclose(
+            result.rows, alone["mean"][result.index], atol=1e-5, rtol=0
+        )  # batch-mates move rows by ~1e-6
         for pooling, rows in zip(("max", "first", "last", "sum", "mean"), result.pooled):
             np.testing.assert_allclose(rows, alone[pooling][result.index], atol=1e-5, rtol=0)
     # The poolings really differ: each came from its own reduction, not a copy.
@@ -46,8 +48,10 @@ def test_extra_poolings_follow_a_large_doc_across_chunks(minilm, ewt_docs):
         words += d["words"]
         spaces += d["spaces"]
     doc = {"id": "long", "words": words[:4000], "spaces": spaces[:4000]}
-    request = pb.EmbedRequest(docs=[pb.Doc(id="long", words=doc["words"], spaces=doc["spaces"])],
-                              options=pb.EmbedOptions(more_poolings=[pb.POOLING_MAX, pb.POOLING_FIRST]))
+    request = pb.EmbedRequest(
+        docs=[pb.Doc(id="long", words=doc["words"], spaces=doc["spaces"])],
+        options=pb.EmbedOptions(more_poolings=[pb.POOLING_MAX, pb.POOLING_FIRST]),
+    )
     # gRPC's default 4 MiB receive limit: the extra tensors count toward every chunk's budget.
     with grpc.insecure_channel(minilm.address) as channel:
         responses = list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=120))
@@ -77,9 +81,14 @@ def test_bad_more_poolings_name_the_field(minilm):
 
 
 def test_a_bad_more_poolings_fails_only_its_stream_message(minilm):
-    good = pb.EmbedStreamRequest(docs=[pb.Doc(words=["a", "b"])], options=pb.EmbedOptions(more_poolings=[pb.POOLING_MAX]))
+    good = pb.EmbedStreamRequest(
+        docs=[pb.Doc(words=["a", "b"])], options=pb.EmbedOptions(more_poolings=[pb.POOLING_MAX])
+    )
     bad = pb.EmbedStreamRequest(docs=[pb.Doc(words=["c"])], options=pb.EmbedOptions(more_poolings=[7]))
     with grpc.insecure_channel(minilm.address) as channel:
         out = [r.result for r in pb_grpc.EmbedServiceStub(channel).EmbedStream(iter([bad, good]), timeout=30)]
-    assert out[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "options.more_poolings[0]" in out[0].error.message
+    assert (
+        out[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        and "options.more_poolings[0]" in out[0].error.message
+    )
     assert len(out[1].pooled) == 1 and tuple(out[1].pooled[0].shape) == (2, 384)

@@ -30,7 +30,9 @@ from tokvec_server.settings import ModelSettings
 
 SPANS = "tokens:128:96"
 HAS_CUDA = torch.cuda.is_available() and CUDA in onnxruntime.get_available_providers()
-NEEDS_CUDA = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU, CUDA torch and onnxruntime-gpu (this machine is CPU-only)")
+NEEDS_CUDA = pytest.mark.skipif(
+    not HAS_CUDA, reason="needs a CUDA GPU, CUDA torch and onnxruntime-gpu (this machine is CPU-only)"
+)
 
 
 def embed_all(address: str, docs: list[dict[str, Any]], chunk: int = 32) -> list[np.ndarray]:
@@ -88,7 +90,11 @@ def test_export_records_source_fingerprint_opset_and_fusions(fp32_dir: Path) -> 
     meta = export.read(fp32_dir)
     assert meta.source_fingerprint == meta.fingerprint == fingerprint(default_model_path(), 384)
     assert (meta.opset, meta.ir_version, meta.quantize, meta.n_hidden_states) == (17, 8, "", 7)
-    assert meta.fusions["Attention"] == 6 and meta.fusions["EmbedLayerNormalization"] == 1 and meta.fusions["SkipLayerNormalization"] == 12
+    assert (
+        meta.fusions["Attention"] == 6
+        and meta.fusions["EmbedLayerNormalization"] == 1
+        and meta.fusions["SkipLayerNormalization"] == 12
+    )
     assert meta.check_max_abs_diff < 1e-4
     assert meta.versions["onnxruntime"] == onnxruntime.__version__
     graph = onnx.load(str(fp32_dir / export.MODEL_FILE), load_external_data=False)
@@ -101,7 +107,9 @@ def test_export_records_source_fingerprint_opset_and_fusions(fp32_dir: Path) -> 
     assert {"source_fingerprint", "opset", "ir_version", "fusions", "quantize", "files"} <= set(raw)
 
 
-def test_torch_and_onnx_rows_agree_on_all_ewt_docs(minilm: ServerProcess, onnx_server: ServerProcess, onnx_rows: list[np.ndarray], ewt_docs: list[dict[str, Any]]) -> None:
+def test_torch_and_onnx_rows_agree_on_all_ewt_docs(
+    minilm: ServerProcess, onnx_server: ServerProcess, onnx_rows: list[np.ndarray], ewt_docs: list[dict[str, Any]]
+) -> None:
     torch_rows = embed_all(minilm.address, ewt_docs)
     with Client(minilm.address) as a, Client(onnx_server.address) as b:
         torch_info, onnx_info = a.info().models[0], b.info().models[0]
@@ -112,7 +120,9 @@ def test_torch_and_onnx_rows_agree_on_all_ewt_docs(minilm: ServerProcess, onnx_s
     assert worst <= 1e-4
 
 
-def test_hidden_layers_come_from_the_export(minilm: ServerProcess, onnx_server: ServerProcess, ewt_docs: list[dict[str, Any]]) -> None:
+def test_hidden_layers_come_from_the_export(
+    minilm: ServerProcess, onnx_server: ServerProcess, ewt_docs: list[dict[str, Any]]
+) -> None:
     docs = ewt_docs[:8]
     got = []
     for server in (minilm, onnx_server):
@@ -124,7 +134,12 @@ def test_hidden_layers_come_from_the_export(minilm: ServerProcess, onnx_server: 
             assert x.shape == y.shape and np.abs(x - y).max() <= 1e-4
 
 
-def test_export_cli_and_int8_rows(int8_export: tuple[Path, subprocess.CompletedProcess[str]], int8_server: ServerProcess, onnx_rows: list[np.ndarray], ewt_docs: list[dict[str, Any]]) -> None:
+def test_export_cli_and_int8_rows(
+    int8_export: tuple[Path, subprocess.CompletedProcess[str]],
+    int8_server: ServerProcess,
+    onnx_rows: list[np.ndarray],
+    ewt_docs: list[dict[str, Any]],
+) -> None:
     out, done = int8_export
     assert done.returncode == 0, done.stderr
     assert "quantize     int8" in done.stdout and "Attention x6" in done.stdout
@@ -139,7 +154,9 @@ def test_export_cli_and_int8_rows(int8_export: tuple[Path, subprocess.CompletedP
     got = np.concatenate(int8_rows)
     keep = np.abs(ref).sum(1) > 0  # tokens with no piece are zero rows in both
     cos = (ref[keep] * got[keep]).sum(1) / np.linalg.norm(ref[keep], axis=1) / np.linalg.norm(got[keep], axis=1)
-    print(f"int8 vs fp32 token rows over {len(picked)} EWT docs ({keep.sum()} tokens): cosine mean {cos.mean():.4f}, p1 {np.percentile(cos, 1):.4f}, min {cos.min():.4f}")
+    print(
+        f"int8 vs fp32 token rows over {len(picked)} EWT docs ({keep.sum()} tokens): cosine mean {cos.mean():.4f}, p1 {np.percentile(cos, 1):.4f}, min {cos.min():.4f}"
+    )
     assert cos.mean() >= 0.98 and cos.min() >= 0.85
 
 
@@ -152,7 +169,12 @@ def test_cuda_on_a_cpu_onnxruntime_is_refused_not_a_silent_fallback(fp32_dir: Pa
     message = str(caught.value)
     assert "\n" not in message and message.startswith("--backend onnx --device cuda: ") and "onnxruntime-gpu" in message
     # And through the command, one line and exit code 2.
-    done = subprocess.run([sys.executable, "-m", "tokvec", "serve", "--model", str(fp32_dir), "--backend", "onnx", "--device", "cuda"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tokvec", "serve", "--model", str(fp32_dir), "--backend", "onnx", "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "CUDAExecutionProvider" in done.stderr, done.stderr
 
 
@@ -191,7 +213,9 @@ def test_server_extras_differ_only_in_the_onnxruntime_build() -> None:
     cpu = [d for d in extras["server"] if not d.startswith("onnxruntime")]
     gpu = [d for d in extras["server-gpu"] if not d.startswith("onnxruntime")]
     assert cpu == gpu
-    assert any(d.startswith("onnxruntime>=") for d in extras["server"]) and any(d.startswith("onnxruntime-gpu>=") for d in extras["server-gpu"])
+    assert any(d.startswith("onnxruntime>=") for d in extras["server"]) and any(
+        d.startswith("onnxruntime-gpu>=") for d in extras["server-gpu"]
+    )
 
 
 def test_float16_graph_keeps_the_rows(fp32_dir: Path, ewt_docs: list[dict[str, Any]]) -> None:
@@ -235,4 +259,3 @@ def test_cuda_runner_binds_torch_device_memory(fp32_dir: Path) -> None:
     ids = torch.tensor([[101, 7592, 2088, 102]], device="cuda")
     hidden, (first,) = runner.forward(ids, torch.ones_like(ids), (0,))
     assert hidden.device.type == first.device.type == "cuda" and hidden.shape == (1, 4, 384)
-

@@ -26,7 +26,13 @@ def test_documented_limit_defaults_are_the_servers():
     for comment, name in re.findall(r"((?:\s*//[^\n]*\n)+)\s*uint32 (\w+) = \d+;", block):
         if m := re.search(r"\(default (\d+)( MiB)?\)", " ".join(comment.split())):
             documented[name] = int(m.group(1)) * (MiB if m.group(2) else 1)
-    assert set(documented) >= {"max_docs_per_request", "max_tokens_per_doc", "max_chars_per_doc", "max_message_bytes", "max_in_flight_per_stream"}
+    assert set(documented) >= {
+        "max_docs_per_request",
+        "max_tokens_per_doc",
+        "max_chars_per_doc",
+        "max_message_bytes",
+        "max_in_flight_per_stream",
+    }
     assert documented == {name: getattr(Limits(), name) for name in documented}
 
 
@@ -35,7 +41,11 @@ def test_language_options_name_one_package_in_every_file():
     for module in (tokvec_pb2, vectors_pb2):
         options = module.DESCRIPTOR.GetOptions()
         assert options.go_package == "tokvec.dev/gen/go/tokvec/v1;tokvecv1"
-        assert (options.java_package, options.java_multiple_files, options.csharp_namespace) == ("dev.tokvec.v1", True, "Tokvec.V1")
+        assert (options.java_package, options.java_multiple_files, options.csharp_namespace) == (
+            "dev.tokvec.v1",
+            True,
+            "Tokvec.V1",
+        )
 
 
 def test_buf_lint_requires_a_comment_on_every_field(tmp_path):

@@ -20,10 +20,22 @@ POOLINGS = ["mean", "max", "first", "last", "sum"]
 
 EDGE_DOCS = [
     {"id": "empty", "words": [], "spaces": []},
-    {"id": "whitespace", "words": ["Hello", " ", "world", "\n\n", "\t", "\u00a0", "\u200b", "!"], "spaces": [True, False, True, False, False, False, False, False]},
+    {
+        "id": "whitespace",
+        "words": ["Hello", " ", "world", "\n\n", "\t", "\u00a0", "\u200b", "!"],
+        "spaces": [True, False, True, False, False, False, False, False],
+    },
     {"id": "only-space", "words": [" "], "spaces": [False]},
-    {"id": "emoji", "words": ["I", "love", "it", "😀", "🎉🎉", "naïve", "café", "東京", "e\u0301"], "spaces": [True, True, False, True, True, True, True, True, False]},
-    {"id": "joined", "words": ["can", "not", "gon", "na", "1", "st"], "spaces": [False, True, False, True, False, False]},
+    {
+        "id": "emoji",
+        "words": ["I", "love", "it", "😀", "🎉🎉", "naïve", "café", "東京", "e\u0301"],
+        "spaces": [True, True, False, True, True, True, True, True, False],
+    },
+    {
+        "id": "joined",
+        "words": ["can", "not", "gon", "na", "1", "st"],
+        "spaces": [False, True, False, True, False, False],
+    },
     {"id": "special", "words": ["a", "[SEP]", "b", "[CLS]"], "spaces": [True, True, True, False]},
     {"id": "long-word", "words": ["x" * 150, "y"], "spaces": [True, False]},
 ]
@@ -118,7 +130,12 @@ def test_async_client_is_the_same(minilm, ewt_docs):
 
 
 def test_bad_doc_fails_alone_naming_field_and_limit(minilm, ewt_docs):
-    docs = [ewt_docs[0], {"id": "too-long", "words": ["w"] * 20001, "spaces": [True] * 20001}, {"id": "bad-spaces", "words": ["a", "b"], "spaces": [True]}, ewt_docs[1]]
+    docs = [
+        ewt_docs[0],
+        {"id": "too-long", "words": ["w"] * 20001, "spaces": [True] * 20001},
+        {"id": "bad-spaces", "words": ["a", "b"], "spaces": [True]},
+        ewt_docs[1],
+    ]
     with Client(minilm.address) as client:
         results = client.embed_results(docs)
         with pytest.raises(DocError) as raised:
@@ -136,9 +153,14 @@ def test_omitted_spaces_mean_a_space_after_every_word(minilm, ewt_docs):
     its mapping without spaces all give spaCy's Doc(vocab, words) rows (a space after every word)."""
     words = ewt_docs[3]["words"]
     with Client(minilm.address) as client:
-        [plain, mapping, explicit, none] = client.embed([
-            words, {"words": words}, {"words": words, "spaces": [True] * len(words)}, {"words": words, "spaces": [False] * len(words)},
-        ])
+        [plain, mapping, explicit, none] = client.embed(
+            [
+                words,
+                {"words": words},
+                {"words": words, "spaces": [True] * len(words)},
+                {"words": words, "spaces": [False] * len(words)},
+            ]
+        )
     request = pb.EmbedRequest(docs=[pb.Doc(id="raw", words=words)])
     with grpc.insecure_channel(minilm.address) as channel:
         [response] = list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=60))
@@ -171,7 +193,9 @@ def test_sentence_spans_follow_sent_starts(minilm, ewt_docs):
     first_end = doc["sent_starts"].index(True, 1)
     with Client(minilm.address, spans="sents") as client:
         [whole] = client.embed([doc])
-        [first] = client.embed([{"words": doc["words"][:first_end], "spaces": doc["spaces"][:first_end - 1] + [False]}])
+        [first] = client.embed(
+            [{"words": doc["words"][:first_end], "spaces": doc["spaces"][: first_end - 1] + [False]}]
+        )
         [tok] = client.tokenize([doc], spans="sents")
     assert [s.token_start for s in tok.spans] == [i for i, s in enumerate(doc["sent_starts"]) if s]
     np.testing.assert_allclose(whole[:first_end], first, atol=1e-5, rtol=0)
@@ -224,8 +248,10 @@ def test_half_precision_wire(minilm, ewt_docs, dtype):
 
 def test_large_doc_is_chunked_under_4_mib(minilm, ewt_docs):
     doc = long_doc(ewt_docs, 5000)
-    request = pb.EmbedRequest(docs=[pb.Doc(id="long", words=doc["words"], spaces=doc["spaces"])],
-                              options=pb.EmbedOptions(outputs=[pb.OUTPUT_TOKENS, pb.OUTPUT_PIECES]))
+    request = pb.EmbedRequest(
+        docs=[pb.Doc(id="long", words=doc["words"], spaces=doc["spaces"])],
+        options=pb.EmbedOptions(outputs=[pb.OUTPUT_TOKENS, pb.OUTPUT_PIECES]),
+    )
     # A channel with gRPC's default 4 MiB receive limit: every message must fit in it.
     with grpc.insecure_channel(minilm.address) as channel:
         responses = list(pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=120))
@@ -238,10 +264,21 @@ def test_large_doc_is_chunked_under_4_mib(minilm, ewt_docs):
 def test_info_tokenize_and_health(minilm):
     with Client(minilm.address) as client:
         info = client.info()
-        [tok] = client.tokenize([{"words": ["I", "can", "not", "😀"], "spaces": [True, False, True, False]}], spans="doc")
-    assert (info.model.name, info.model.width, info.model.max_length, info.model.backend) == ("all-MiniLM-L6-v2", 384, 512, "torch")
+        [tok] = client.tokenize(
+            [{"words": ["I", "can", "not", "😀"], "spaces": [True, False, True, False]}], spans="doc"
+        )
+    assert (info.model.name, info.model.width, info.model.max_length, info.model.backend) == (
+        "all-MiniLM-L6-v2",
+        384,
+        512,
+        "torch",
+    )
     assert info.model.fingerprint.endswith("-384") and info.limits["max_tokens_per_doc"] == 16384
-    assert (info.limits["max_batch_items"], info.limits["rearrival_ms"], info.limits["max_queued_docs"]) == (4096, 15, 20_000)
+    assert (info.limits["max_batch_items"], info.limits["rearrival_ms"], info.limits["max_queued_docs"]) == (
+        4096,
+        15,
+        20_000,
+    )
     assert tok.spans[0].pieces == ["[CLS]", "i", "cannot", "[UNK]", "[SEP]"]
     assert tok.pieces_of(1) == tok.pieces_of(2) == ["cannot"] and tok.pieces_of(3) == ["[UNK]"]
     with grpc.insecure_channel(minilm.address) as channel:

@@ -61,7 +61,9 @@ def built() -> Path:
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH="")
-        done = subprocess.run([str(python), str(BUILDER), "--out", str(partial)], capture_output=True, text=True, env=env, timeout=1800)
+        done = subprocess.run(
+            [str(python), str(BUILDER), "--out", str(partial)], capture_output=True, text=True, env=env, timeout=1800
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{BUILDER.name} failed (rc {done.returncode}):\n{done.stderr[-4000:]}")
         partial.rename(folder)  # whole or not at all: meta.json is written last

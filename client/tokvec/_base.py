@@ -20,7 +20,14 @@ class Connection(Generic[S]):
 
     aio: ClassVar[bool] = False
 
-    def __init__(self, address: str | Sequence[str], *, timeout: float | None, metadata: Sequence[tuple[str, str]] = (), credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        address: str | Sequence[str],
+        *,
+        timeout: float | None,
+        metadata: Sequence[tuple[str, str]] = (),
+        credentials: Credentials | None = None,
+    ) -> None:
         self.target = target(address)
         self.timeout = timeout
         self.credentials = credentials or Credentials()
@@ -89,7 +96,9 @@ class EmbedRequests:
 
     def _set_defaults(self, pooling: str, spans: str, dtype: str, model: str) -> None:
         self.defaults = {"pooling": pooling, "spans_spec": spans, "dtype": dtype, "model": model}
-        _wire.options(pooling=pooling, spans_spec=spans, dtype=dtype, model=model)  # fail now on a bad default, not on the first call
+        _wire.options(
+            pooling=pooling, spans_spec=spans, dtype=dtype, model=model
+        )  # fail now on a bad default, not on the first call
 
     def _options(self, spans: str | None = None, **overrides: Any) -> pb.EmbedOptions:
         chosen: dict[str, Any] = dict(self.defaults)
@@ -99,20 +108,34 @@ class EmbedRequests:
         return _wire.options(**chosen)
 
     def _embed_request(
-        self, docs: Iterable[_wire.DocLike], pooling: str | None, spans: str | None, dtype: str | None, outputs: Iterable[str],
-        hidden_layers: Iterable[int], more_poolings: Iterable[str] = (), chunks: Iterable[_wire.Chunks | None] | None = None,
-        chunk_unit: str | None = None, chunk_poolings: Iterable[str] = (),
+        self,
+        docs: Iterable[_wire.DocLike],
+        pooling: str | None,
+        spans: str | None,
+        dtype: str | None,
+        outputs: Iterable[str],
+        hidden_layers: Iterable[int],
+        more_poolings: Iterable[str] = (),
+        chunks: Iterable[_wire.Chunks | None] | None = None,
+        chunk_unit: str | None = None,
+        chunk_poolings: Iterable[str] = (),
     ) -> pb.EmbedRequest:
         return pb.EmbedRequest(
             options=self._options(
-                spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs), hidden_layers=tuple(hidden_layers),
-                more_poolings=tuple(more_poolings), chunk_poolings=tuple(chunk_poolings),
+                spans,
+                pooling=pooling,
+                dtype=dtype,
+                outputs=tuple(outputs),
+                hidden_layers=tuple(hidden_layers),
+                more_poolings=tuple(more_poolings),
+                chunk_poolings=tuple(chunk_poolings),
             ),
             docs=_wire.docs_with_chunks(docs, chunks, chunk_unit),
         )
 
     def _tokenize_request(self, docs: Iterable[_wire.DocLike], spans: str | None) -> pb.TokenizeRequest:
         return pb.TokenizeRequest(
-            model=self.defaults["model"], spans=_wire.spans(spans or self.defaults["spans_spec"]),
+            model=self.defaults["model"],
+            spans=_wire.spans(spans or self.defaults["spans_spec"]),
             docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
         )

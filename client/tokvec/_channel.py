@@ -15,19 +15,26 @@ import grpc
 # returns from a streaming call whose server dies under it, whatever its deadline (docs/reliability.md
 # R6, R13). Client.embed resends an Embed itself (RETRY_PAUSES); a stream's UNAVAILABLE reaches
 # the caller, who knows which docs to send again.
-SERVICE_CONFIG = json.dumps({
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "methodConfig": [{
-        "name": [{"service": "tokvec.v1.EmbedService", "method": "Info"}, {"service": "tokvec.v1.EmbedService", "method": "Tokenize"}],
-        "retryPolicy": {
-            "maxAttempts": 5,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "2s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
-})
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "tokvec.v1.EmbedService", "method": "Info"},
+                    {"service": "tokvec.v1.EmbedService", "method": "Tokenize"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
 
 # The service whose health says the server is ready (the server sets it SERVING after warmup).
 SERVICE = "tokvec.v1.EmbedService"
@@ -77,7 +84,9 @@ class Credentials:
 
     def check(self, target: str) -> None:
         if self.token and not self.secure and not self.allow_insecure_token and not is_local(target):
-            raise ValueError(f"token: refusing to send a bearer token over plaintext to {target}; use tls=True or allow_insecure_token=True")
+            raise ValueError(
+                f"token: refusing to send a bearer token over plaintext to {target}; use tls=True or allow_insecure_token=True"
+            )
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.root_certificates, self.client_key, self.client_cert)

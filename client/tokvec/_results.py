@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from tokvec.errors import DocError, status_code
 from tokvec.v1 import tokvec_pb2 as pb
 
-_DTYPE_NAMES = {pb.DTYPE_FLOAT32: "float32", pb.DTYPE_FLOAT16: "float16", pb.DTYPE_BFLOAT16: "bfloat16", pb.DTYPE_UNSPECIFIED: "float32"}
+_DTYPE_NAMES = {
+    pb.DTYPE_FLOAT32: "float32",
+    pb.DTYPE_FLOAT16: "float16",
+    pb.DTYPE_BFLOAT16: "bfloat16",
+    pb.DTYPE_UNSPECIFIED: "float32",
+}
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,19 @@ class ServerInfo:
 
 def server_info(msg: pb.InfoResponse) -> ServerInfo:
     models = [
-        ModelInfo(m.name, m.fingerprint, m.width, m.max_length, m.backend, m.device, _DTYPE_NAMES.get(m.dtype, "?"), m.n_layers, m.is_default,
-                  m.pipeline, m.component)
+        ModelInfo(
+            m.name,
+            m.fingerprint,
+            m.width,
+            m.max_length,
+            m.backend,
+            m.device,
+            _DTYPE_NAMES.get(m.dtype, "?"),
+            m.n_layers,
+            m.is_default,
+            m.pipeline,
+            m.component,
+        )
         for m in msg.models
     ]
     limits = {f.name: getattr(msg.limits, f.name) for f in msg.limits.DESCRIPTOR.fields}
@@ -80,9 +96,22 @@ def tokenized(msg: pb.TokenizeResponse) -> list[TokenizedDoc]:
     out = []
     for i, d in enumerate(msg.docs):
         error = DocError(d.error.message, status_code(d.error.code), i, d.id) if d.HasField("error") else None
-        out.append(TokenizedDoc(
-            d.id, list(d.words), list(d.spaces),
-            [SpanPieces(s.token_start, s.token_end, list(s.pieces), list(s.ids), list(s.char_starts), list(s.char_ends)) for s in d.spans],
-            list(d.align_lengths), list(d.align_indices), list(d.no_piece), list(d.truncated), error,
-        ))
+        out.append(
+            TokenizedDoc(
+                d.id,
+                list(d.words),
+                list(d.spaces),
+                [
+                    SpanPieces(
+                        s.token_start, s.token_end, list(s.pieces), list(s.ids), list(s.char_starts), list(s.char_ends)
+                    )
+                    for s in d.spans
+                ],
+                list(d.align_lengths),
+                list(d.align_indices),
+                list(d.no_piece),
+                list(d.truncated),
+                error,
+            )
+        )
     return out

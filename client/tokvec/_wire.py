@@ -19,13 +19,29 @@ from tokvec.v1 import tokvec_pb2 as pb
 # which server version reads the request.
 DocLike = str | Sequence[str] | Mapping[str, Any] | Any
 
-POOLINGS = {"mean": pb.POOLING_MEAN, "max": pb.POOLING_MAX, "first": pb.POOLING_FIRST, "last": pb.POOLING_LAST, "sum": pb.POOLING_SUM}
+POOLINGS = {
+    "mean": pb.POOLING_MEAN,
+    "max": pb.POOLING_MAX,
+    "first": pb.POOLING_FIRST,
+    "last": pb.POOLING_LAST,
+    "sum": pb.POOLING_SUM,
+}
 DTYPES = {"float32": pb.DTYPE_FLOAT32, "float16": pb.DTYPE_FLOAT16, "bfloat16": pb.DTYPE_BFLOAT16}
-OUTPUTS = {"tokens": pb.OUTPUT_TOKENS, "pieces": pb.OUTPUT_PIECES, "doc_vector": pb.OUTPUT_DOC_VECTOR, "chunk_vectors": pb.OUTPUT_CHUNK_VECTORS}
+OUTPUTS = {
+    "tokens": pb.OUTPUT_TOKENS,
+    "pieces": pb.OUTPUT_PIECES,
+    "doc_vector": pb.OUTPUT_DOC_VECTOR,
+    "chunk_vectors": pb.OUTPUT_CHUNK_VECTORS,
+}
 CHUNK_UNITS = {"tokens": pb.CHUNK_UNIT_TOKENS, "chars": pb.CHUNK_UNIT_CHARS}
 # A doc's chunks: (start, end) ranges, end exclusive, of its tokens (or characters).
 Chunks = Sequence[Sequence[int]]
-SPAN_KINDS = {"doc": pb.Spans.KIND_DOC, "sents": pb.Spans.KIND_SENTS, "tokens": pb.Spans.KIND_TOKENS, "pieces": pb.Spans.KIND_PIECES}
+SPAN_KINDS = {
+    "doc": pb.Spans.KIND_DOC,
+    "sents": pb.Spans.KIND_SENTS,
+    "tokens": pb.Spans.KIND_TOKENS,
+    "pieces": pb.Spans.KIND_PIECES,
+}
 
 
 @dataclass
@@ -96,7 +112,9 @@ def _ranges(chunks: Chunks, index: int) -> np.ndarray:
     raise ValueError(f"doc {index}: chunks is not a list of (start, end) pairs of non-negative ints")
 
 
-def docs_with_chunks(docs: Iterable[DocLike], chunks: Iterable[Chunks | None] | None, chunk_unit: str | None) -> list[pb.Doc]:
+def docs_with_chunks(
+    docs: Iterable[DocLike], chunks: Iterable[Chunks | None] | None, chunk_unit: str | None
+) -> list[pb.Doc]:
     """The wire docs, chunks paired with docs in order (one entry per doc)."""
     docs = list(docs)
     if chunks is None:
@@ -140,22 +158,44 @@ def spans(spec: str) -> pb.Spans:
 
 
 def options(
-    pooling: str = "mean", spans_spec: str = "tokens:128:96", dtype: str = "float32", outputs: Iterable[str] = ("tokens",),
-    hidden_layers: Iterable[int] = (), model: str = "", more_poolings: Iterable[str] = (), chunk_poolings: Iterable[str] = (),
+    pooling: str = "mean",
+    spans_spec: str = "tokens:128:96",
+    dtype: str = "float32",
+    outputs: Iterable[str] = ("tokens",),
+    hidden_layers: Iterable[int] = (),
+    model: str = "",
+    more_poolings: Iterable[str] = (),
+    chunk_poolings: Iterable[str] = (),
 ) -> pb.EmbedOptions:
     """The options message, checked. Shared between calls with the same arguments (building and
     checking it was 10 us of a one-doc call's 24 us in bench/client_cost.py): copy it before changing
     it. A request built with it copies it anyway."""
-    return _options(pooling, spans_spec, dtype, tuple(outputs), tuple(hidden_layers), model, tuple(more_poolings), tuple(chunk_poolings))
+    return _options(
+        pooling,
+        spans_spec,
+        dtype,
+        tuple(outputs),
+        tuple(hidden_layers),
+        model,
+        tuple(more_poolings),
+        tuple(chunk_poolings),
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _options(
-    pooling: str, spans_spec: str, dtype: str, outputs: tuple[str, ...], hidden_layers: tuple[int, ...], model: str,
-    more_poolings: tuple[str, ...], chunk_poolings: tuple[str, ...],
+    pooling: str,
+    spans_spec: str,
+    dtype: str,
+    outputs: tuple[str, ...],
+    hidden_layers: tuple[int, ...],
+    model: str,
+    more_poolings: tuple[str, ...],
+    chunk_poolings: tuple[str, ...],
 ) -> pb.EmbedOptions:
     checks: list[tuple[str, str, Mapping[str, object]]] = [
-        ("pooling", pooling, POOLINGS), ("dtype", dtype, DTYPES),
+        ("pooling", pooling, POOLINGS),
+        ("dtype", dtype, DTYPES),
         *((f"more_poolings[{i}]", p, POOLINGS) for i, p in enumerate(more_poolings)),
         *((f"chunk_poolings[{i}]", p, POOLINGS) for i, p in enumerate(chunk_poolings)),
     ]
@@ -166,8 +206,13 @@ def _options(
     if bad:
         raise ValueError(f"outputs: {bad[0]!r} is not one of {', '.join(OUTPUTS)}")
     return pb.EmbedOptions(
-        model=model, pooling=POOLINGS[pooling], spans=spans(spans_spec), dtype=DTYPES[dtype],
-        outputs=[OUTPUTS[o] for o in outputs], hidden_layers=list(hidden_layers), more_poolings=[POOLINGS[p] for p in more_poolings],
+        model=model,
+        pooling=POOLINGS[pooling],
+        spans=spans(spans_spec),
+        dtype=DTYPES[dtype],
+        outputs=[OUTPUTS[o] for o in outputs],
+        hidden_layers=list(hidden_layers),
+        more_poolings=[POOLINGS[p] for p in more_poolings],
         chunk_poolings=[POOLINGS[p] for p in chunk_poolings],
     )
 
@@ -211,8 +256,12 @@ def _embedding(parts: list[pb.DocResult]) -> Embedding:
     n_layers = len(first.layers)
     layers = [_join([p.layers[k] for p in parts]) for k in range(n_layers)]
     out = Embedding(
-        index=first.index, id=first.id, rows=rows, fingerprint=first.fingerprint,
-        no_piece=np.asarray(first.no_piece, dtype=np.int64), truncated=np.asarray(first.truncated, dtype=np.int64),
+        index=first.index,
+        id=first.id,
+        rows=rows,
+        fingerprint=first.fingerprint,
+        no_piece=np.asarray(first.no_piece, dtype=np.int64),
+        truncated=np.asarray(first.truncated, dtype=np.int64),
         words=list(first.words) if first.words or (first.n_tokens == 0 and first.spaces) else None,
         spaces=list(first.spaces) if first.words else None,
         layers=layers,
@@ -227,7 +276,9 @@ def _embedding(parts: list[pb.DocResult]) -> Embedding:
             hidden=_join([q.pieces.hidden for q in parts]),
             ids=np.asarray(p.ids, dtype=np.int64),
             span_lengths=np.asarray(p.span_lengths, dtype=np.int64),
-            span_tokens=np.stack([np.asarray(p.span_token_starts, np.int64), np.asarray(p.span_token_ends, np.int64)], axis=1),
+            span_tokens=np.stack(
+                [np.asarray(p.span_token_starts, np.int64), np.asarray(p.span_token_ends, np.int64)], axis=1
+            ),
             align_lengths=np.asarray(p.align_lengths, dtype=np.int64),
             align_indices=np.asarray(p.align_indices, dtype=np.int64),
         )

@@ -42,7 +42,14 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
     def _new_stub(self, channel: grpc.aio.Channel) -> pb_grpc.EmbedServiceStub:
         return pb_grpc.EmbedServiceStub(channel)  # type: ignore[no-untyped-call]
 
-    async def embed(self, docs: Iterable[_wire.DocLike], *, pooling: str | None = None, spans: str | None = None, dtype: str | None = None) -> list[np.ndarray]:
+    async def embed(
+        self,
+        docs: Iterable[_wire.DocLike],
+        *,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+    ) -> list[np.ndarray]:
         results = await self.embed_results(docs, pooling=pooling, spans=spans, dtype=dtype)
         for result in results:
             if result.error is not None:
@@ -64,7 +71,9 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
         chunk_poolings: Iterable[str] = (),
     ) -> list[_wire.Embedding]:
         """See Client.embed_results."""
-        request = self._embed_request(docs, pooling, spans, dtype, outputs, hidden_layers, more_poolings, chunks, chunk_unit, chunk_poolings)
+        request = self._embed_request(
+            docs, pooling, spans, dtype, outputs, hidden_layers, more_poolings, chunks, chunk_unit, chunk_poolings
+        )
         for pause in (*RETRY_PAUSES, None):
             assembler = _wire.Assembler()
             results: list[_wire.Embedding] = []
@@ -90,7 +99,9 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
         dtype: str | None = None,
         outputs: Iterable[str] = ("tokens",),
     ) -> AsyncIterator[_wire.Embedding]:
-        async for result in self.stream_batches(_batched(docs, batch_size), pooling=pooling, spans=spans, dtype=dtype, outputs=outputs):
+        async for result in self.stream_batches(
+            _batched(docs, batch_size), pooling=pooling, spans=spans, dtype=dtype, outputs=outputs
+        ):
             yield result
 
     async def stream_batches(
@@ -110,7 +121,9 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
         async def requests() -> AsyncIterator[pb.EmbedStreamRequest]:
             index = 0
             async for batch in batches:
-                yield pb.EmbedStreamRequest(options=opts, docs=[_wire.to_doc(d, index + i) for i, d in enumerate(batch)])
+                yield pb.EmbedStreamRequest(
+                    options=opts, docs=[_wire.to_doc(d, index + i) for i, d in enumerate(batch)]
+                )
                 index += len(batch)
 
         assembler = _wire.Assembler()
@@ -129,7 +142,9 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
         that is not listening yet (wait-for-ready) or still loading its model. ServerError
         (DEADLINE_EXCEEDED) if it is not ready within ``timeout`` seconds."""
         health = health_pb2_grpc.HealthStub(self._open())
-        call = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, wait_for_ready=True, metadata=self.metadata)
+        call = health.Watch(
+            health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, wait_for_ready=True, metadata=self.metadata
+        )
         try:
             async for response in call:
                 if response.status == health_pb2.HealthCheckResponse.SERVING:
@@ -138,7 +153,9 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
             raise from_rpc_error(exc, self.target) from None
         finally:
             call.cancel()
-        raise ServerError("the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target)
+        raise ServerError(
+            "the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target
+        )
 
     async def info(self) -> ServerInfo:
         try:
@@ -154,7 +171,9 @@ class AsyncClient(EmbedRequests, AsyncConnection[pb_grpc.EmbedServiceStub]):
             raise from_rpc_error(exc, self.target) from None
 
 
-async def _batched(docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike], size: int) -> AsyncIterator[list[_wire.DocLike]]:
+async def _batched(
+    docs: AsyncIterable[_wire.DocLike] | Iterable[_wire.DocLike], size: int
+) -> AsyncIterator[list[_wire.DocLike]]:
     batch: list[_wire.DocLike] = []
     async for doc in _aiter(docs):
         batch.append(doc)

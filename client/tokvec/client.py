@@ -49,7 +49,9 @@ class Client(EmbedRequests, SyncConnection[pb_grpc.EmbedServiceStub]):
         that is not listening yet (wait-for-ready) or still loading its model. ServerError
         (DEADLINE_EXCEEDED) if it is not ready within ``timeout`` seconds."""
         health = health_pb2_grpc.HealthStub(self._open())
-        call = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, wait_for_ready=True, metadata=self.metadata)
+        call = health.Watch(
+            health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, wait_for_ready=True, metadata=self.metadata
+        )
         try:
             for response in call:
                 if response.status == health_pb2.HealthCheckResponse.SERVING:
@@ -58,9 +60,18 @@ class Client(EmbedRequests, SyncConnection[pb_grpc.EmbedServiceStub]):
             raise from_rpc_error(exc, self.target) from None
         finally:
             call.cancel()
-        raise ServerError("the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target)
+        raise ServerError(
+            "the health watch ended before the server was ready", grpc.StatusCode.UNAVAILABLE, self.target
+        )
 
-    def embed(self, docs: Iterable[_wire.DocLike], *, pooling: str | None = None, spans: str | None = None, dtype: str | None = None) -> list[np.ndarray]:
+    def embed(
+        self,
+        docs: Iterable[_wire.DocLike],
+        *,
+        pooling: str | None = None,
+        spans: str | None = None,
+        dtype: str | None = None,
+    ) -> list[np.ndarray]:
         """One float32 array (n_tokens, width) per doc, in order. Raises DocError for a failed doc."""
         results = self.embed_results(docs, pooling=pooling, spans=spans, dtype=dtype)
         for result in results:
@@ -91,7 +102,9 @@ class Client(EmbedRequests, SyncConnection[pb_grpc.EmbedServiceStub]):
         ``chunk_vectors`` holds one (n_chunks, width) array per ``chunk_poolings`` entry (one for
         ``pooling`` when empty), pooled from the same forward as the rows. A mapping doc may carry
         its own "chunks" instead."""
-        request = self._embed_request(docs, pooling, spans, dtype, outputs, hidden_layers, more_poolings, chunks, chunk_unit, chunk_poolings)
+        request = self._embed_request(
+            docs, pooling, spans, dtype, outputs, hidden_layers, more_poolings, chunks, chunk_unit, chunk_poolings
+        )
         for pause in (*RETRY_PAUSES, None):
             assembler = _wire.Assembler()
             results: list[_wire.Embedding] = []
@@ -121,7 +134,10 @@ class Client(EmbedRequests, SyncConnection[pb_grpc.EmbedServiceStub]):
         """Stream docs through one bidirectional call; results come back in order as they are ready.
         Docs are read lazily, so an endless iterable works; the server bounds what is in flight."""
         opts = self._options(spans, pooling=pooling, dtype=dtype, outputs=tuple(outputs))
-        requests = (pb.EmbedStreamRequest(options=opts, docs=batch) for batch in _wire.batches((_wire.to_doc(d, i) for i, d in enumerate(docs)), batch_size))
+        requests = (
+            pb.EmbedStreamRequest(options=opts, docs=batch)
+            for batch in _wire.batches((_wire.to_doc(d, i) for i, d in enumerate(docs)), batch_size)
+        )
         assembler = _wire.Assembler()
         call = self.stub.EmbedStream(requests, timeout=None, metadata=self.metadata)
         try:

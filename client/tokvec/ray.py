@@ -35,11 +35,22 @@ class Embed:
     """
 
     def __init__(
-        self, address: str | Sequence[str], *, pooling: str = "mean", spans: str = "tokens:128:96", dtype: str = "float32", model: str = "",
-        column: str = "rows", wait: float = 120.0, timeout: float = 600.0, credentials: Credentials | None = None,
+        self,
+        address: str | Sequence[str],
+        *,
+        pooling: str = "mean",
+        spans: str = "tokens:128:96",
+        dtype: str = "float32",
+        model: str = "",
+        column: str = "rows",
+        wait: float = 120.0,
+        timeout: float = 600.0,
+        credentials: Credentials | None = None,
     ) -> None:
         self.column = column
-        self.client = Client(address, timeout=timeout, pooling=pooling, spans=spans, dtype=dtype, model=model, credentials=credentials)
+        self.client = Client(
+            address, timeout=timeout, pooling=pooling, spans=spans, dtype=dtype, model=model, credentials=credentials
+        )
         self.client.wait_ready(wait)
         info = self.client.info()
         chosen = next((m for m in info.models if m.name == model), info.model) if model else info.model
@@ -63,7 +74,9 @@ def _docs(columns: dict[str, Any]) -> list[dict[str, Any]]:
     n = len(next(iter(columns.values()))) if columns else 0
     present = [c for c in (*DocColumns, "id") if c in columns]
     if "words" not in present and "text" not in present:
-        raise ValueError(f"tokvec.ray.Embed: a batch needs a 'words' or a 'text' column (got {', '.join(sorted(columns))})")
+        raise ValueError(
+            f"tokvec.ray.Embed: a batch needs a 'words' or a 'text' column (got {', '.join(sorted(columns))})"
+        )
     docs = []
     for i in range(n):
         doc: dict[str, Any] = {}

@@ -73,7 +73,13 @@ class VectorsClient(SyncConnection[vpb_grpc.VectorsServiceStub]):
     """A connection to a tokvec server's VectorsService. The channel opens on first use (never
     before a fork) and is dropped when the client is pickled."""
 
-    def __init__(self, address: str | Sequence[str] = "127.0.0.1:50051", *, timeout: float | None = 60.0, credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        address: str | Sequence[str] = "127.0.0.1:50051",
+        *,
+        timeout: float | None = 60.0,
+        credentials: Credentials | None = None,
+    ) -> None:
         super().__init__(address, timeout=timeout, credentials=credentials)
 
     def _new_stub(self, channel: grpc.Channel) -> vpb_grpc.VectorsServiceStub:
@@ -93,8 +99,12 @@ class VectorsClient(SyncConnection[vpb_grpc.VectorsServiceStub]):
         """One result per doc, in order; a failed doc (oov="error" and an unknown word, a limit)
         comes back with ``error`` set."""
         if oov not in OOV or dtype not in _wire.DTYPES:
-            raise ValueError(f"oov: {oov!r} must be one of {', '.join(OOV)}; dtype: {dtype!r} one of {', '.join(_wire.DTYPES)}")
-        request = vpb.LookupRequest(docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)], oov=OOV[oov], dtype=_wire.DTYPES[dtype])
+            raise ValueError(
+                f"oov: {oov!r} must be one of {', '.join(OOV)}; dtype: {dtype!r} one of {', '.join(_wire.DTYPES)}"
+            )
+        request = vpb.LookupRequest(
+            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)], oov=OOV[oov], dtype=_wire.DTYPES[dtype]
+        )
         results: list[TokenVectors] = []
         parts: list[vpb.TokenVectors] = []
         try:
@@ -109,10 +119,15 @@ class VectorsClient(SyncConnection[vpb_grpc.VectorsServiceStub]):
 
     def similarity(self, docs: Iterable[_wire.DocLike], pairs: Iterable[tuple[Item, Item]]) -> np.ndarray:
         """spaCy's ``a.similarity(b)`` for each pair. Shape: (n_pairs,) float32"""
-        request = vpb.SimilarityRequest(docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)], pairs=[vpb.Pair(a=_item(a), b=_item(b)) for a, b in pairs])
+        request = vpb.SimilarityRequest(
+            docs=[_wire.to_doc(d, i) for i, d in enumerate(docs)],
+            pairs=[vpb.Pair(a=_item(a), b=_item(b)) for a, b in pairs],
+        )
         return np.asarray(self._call("Similarity", request).scores, dtype=np.float32)
 
-    def most_similar(self, *, words: Sequence[str] = (), vectors: np.ndarray | None = None, n: int = 10, oov: str = "zero") -> list[Neighbours]:
+    def most_similar(
+        self, *, words: Sequence[str] = (), vectors: np.ndarray | None = None, n: int = 10, oov: str = "zero"
+    ) -> list[Neighbours]:
         """The n nearest rows per query: the ``words`` first, then the rows of ``vectors``."""
         if oov not in OOV:
             raise ValueError(f"oov: {oov!r} must be one of {', '.join(OOV)}")
@@ -123,7 +138,16 @@ class VectorsClient(SyncConnection[vpb_grpc.VectorsServiceStub]):
         out = []
         for i, m in enumerate(self._call("MostSimilar", request).results):
             error = DocError(m.error.message, status_code(m.error.code), i, "") if m.HasField("error") else None
-            out.append(Neighbours(np.asarray(m.keys, np.uint64), list(m.words), np.asarray(m.rows, np.int64), np.asarray(m.scores, np.float32), m.oov, error))
+            out.append(
+                Neighbours(
+                    np.asarray(m.keys, np.uint64),
+                    list(m.words),
+                    np.asarray(m.rows, np.int64),
+                    np.asarray(m.scores, np.float32),
+                    m.oov,
+                    error,
+                )
+            )
         return out
 
 
@@ -144,7 +168,11 @@ def _token_vectors(parts: list[vpb.TokenVectors]) -> TokenVectors:
         return TokenVectors(first.index, first.id, np.zeros((0, 0), np.float32), error=error)
     arrays = [_wire.tensor(p.vectors) for p in parts]
     return TokenVectors(
-        index=first.index, id=first.id, vectors=arrays[0] if len(arrays) == 1 else np.concatenate(arrays),
-        oov=np.asarray(first.oov, np.int64), doc_vector=_wire.tensor(first.doc_vector) if first.HasField("doc_vector") else None,
-        fingerprint=first.fingerprint, words=list(first.words) if first.words else None,
+        index=first.index,
+        id=first.id,
+        vectors=arrays[0] if len(arrays) == 1 else np.concatenate(arrays),
+        oov=np.asarray(first.oov, np.int64),
+        doc_vector=_wire.tensor(first.doc_vector) if first.HasField("doc_vector") else None,
+        fingerprint=first.fingerprint,
+        words=list(first.words) if first.words else None,
     )

@@ -48,7 +48,9 @@ def embed(nlp: Language, client: tokvec.Client, texts: Iterable[str]) -> list[Do
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("inputs", nargs="*", help="'-' reads one text per line from stdin")
-    parser.add_argument("--address", default="unix:/run/tokvec/tokvec.sock", help="tokvec server (default unix:/run/tokvec/tokvec.sock)")
+    parser.add_argument(
+        "--address", default="unix:/run/tokvec/tokvec.sock", help="tokvec server (default unix:/run/tokvec/tokvec.sock)"
+    )
     parser.add_argument("--lang", default="en", help="spaCy tokenizer language (default en)")
     parser.add_argument("--text", action="append", default=[], help="a text to process (repeatable)")
     parser.add_argument("--every", type=float, default=0.0, help="repeat every N seconds (default 0: once)")
@@ -64,8 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             docs = embed(nlp, client, texts)
             for i, doc in enumerate(docs):
-                print(json.dumps({"doc": i, "tokens": len(doc), "width": int(doc.tensor.shape[1]),
-                                  "fingerprint": doc.user_data["tokvec_fingerprint"]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "doc": i,
+                            "tokens": len(doc),
+                            "width": int(doc.tensor.shape[1]),
+                            "fingerprint": doc.user_data["tokvec_fingerprint"],
+                        }
+                    ),
+                    flush=True,
+                )
             if args.out:
                 arrays: dict[str, Any] = {f"rows_{i}": doc.tensor for i, doc in enumerate(docs)}
                 arrays |= {f"words_{i}": np.array([t.text for t in doc]) for i, doc in enumerate(docs)}

@@ -43,14 +43,29 @@ IDLE_PATH_MAX_WORDS = 256
 class Engine:
     """One served model: its runner, its queue and its worker threads."""
 
-    def __init__(self, model: ModelSettings, limits: Limits, runner: Runner, words: validation.SpacyWords, on_fatal: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self,
+        model: ModelSettings,
+        limits: Limits,
+        runner: Runner,
+        words: validation.SpacyWords,
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
         self.model = model
         self.limits = limits
         self.runner = runner
         self.info = runner.info
         b = model.batching
-        self.scheduler = Scheduler(b.max_batch_items, b.max_wait_ms / 1000, b.max_queued_pieces, b.max_queued_docs, b.max_queue_ms / 1000,
-                                   runner.ragged, b.min_padding_efficiency, b.rearrival_ms / 1000)
+        self.scheduler = Scheduler(
+            b.max_batch_items,
+            b.max_wait_ms / 1000,
+            b.max_queued_pieces,
+            b.max_queued_docs,
+            b.max_queue_ms / 1000,
+            runner.ragged,
+            b.min_padding_efficiency,
+            b.rearrival_ms / 1000,
+        )
         self.worker = ModelWorker(runner, self.scheduler, on_fatal)
         self.metrics: Any = None  # the tokvec_server.metrics module, once metrics are served
         self.words = words
@@ -110,14 +125,23 @@ class Engine:
     async def tokenize(self, docs: list[DocInput], options: EmbedOptions) -> list[Prepared]:
         """The Tokenize RPC: ``plan``, for a model with wordpieces to show."""
         if self.runner.tokenizer is None:
-            raise InvalidInput(f"model: {self.info.name!r} ({self.info.backend}) has no wordpieces to show (one row per token by construction)")
+            raise InvalidInput(
+                f"model: {self.info.name!r} ({self.info.backend}) has no wordpieces to show (one row per token by construction)"
+            )
         return await self.plan(docs, options)
 
     def check_room(self, n_docs: int, client: str = "") -> None:
         """Raises Overloaded when this many more docs from ``client`` would pass the queue's bound."""
         self.scheduler.check_room(n_docs, client)
 
-    async def embed(self, docs: list[DocInput], options: EmbedOptions, client: str = "", deadline: float = math.inf, first_index: int = 0) -> list[asyncio.Future[DocOutput]]:
+    async def embed(
+        self,
+        docs: list[DocInput],
+        options: EmbedOptions,
+        client: str = "",
+        deadline: float = math.inf,
+        first_index: int = 0,
+    ) -> list[asyncio.Future[DocOutput]]:
         """Queue every valid doc; one future per doc, in order. A bad doc's future holds its error,
         naming doc k as ``docs[first_index + k]`` (a stream's docs by their place in the stream).
 
@@ -192,6 +216,8 @@ class Engine:
 
 def _mark_done(done: list[bool], i: int, _result: object) -> None:
     done[i] = True
+
+
 @dataclass(frozen=True)
 class _Request:
     """One embed call's docs, and per doc: its thread-safe deliver and its cancel flag."""

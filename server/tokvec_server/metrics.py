@@ -29,11 +29,17 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         docs = GaugeMetricFamily("tokvec_queue_docs", "Docs waiting", labels=["model"])
         pieces = GaugeMetricFamily("tokvec_queue_pieces", "Pieces waiting", labels=["model"])
-        admitted = CounterMetricFamily("tokvec_admitted_docs", "Docs taken into the queue (the warmup's among them)", labels=["model"])
+        admitted = CounterMetricFamily(
+            "tokvec_admitted_docs", "Docs taken into the queue (the warmup's among them)", labels=["model"]
+        )
         batches = CounterMetricFamily("tokvec_batches", "Model forwards", labels=["model"])
         padding = GaugeMetricFamily("tokvec_padding_efficiency", "Real pieces / padded pieces so far", labels=["model"])
-        dropped = CounterMetricFamily("tokvec_dropped_docs", "Docs that left the queue without a forward", labels=["model", "reason"])
-        splits = CounterMetricFamily("tokvec_batch_splits", "Failed batches split and retried", labels=["model", "cause"])
+        dropped = CounterMetricFamily(
+            "tokvec_dropped_docs", "Docs that left the queue without a forward", labels=["model", "reason"]
+        )
+        splits = CounterMetricFamily(
+            "tokvec_batch_splits", "Failed batches split and retried", labels=["model", "cause"]
+        )
         budget = GaugeMetricFamily("tokvec_batch_budget", "Current padded-piece budget per batch", labels=["model"])
         for engine in self.engines:
             name = engine.info.name

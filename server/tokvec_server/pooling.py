@@ -34,4 +34,6 @@ def pool(rows: torch.Tensor, lengths: np.ndarray, indices: np.ndarray, pooling: 
     offsets = np.zeros(n_tokens, dtype=np.int64)
     np.cumsum(lengths[:-1], out=offsets[1:])
     # Empty bags (tokens without a piece) come out as zero rows, whatever the mode.
-    return F.embedding_bag(torch.from_numpy(indices).to(device), rows, torch.from_numpy(offsets).to(device), mode=_BAG_MODE[pooling])
+    return F.embedding_bag(
+        torch.from_numpy(indices).to(device), rows, torch.from_numpy(offsets).to(device), mode=_BAG_MODE[pooling]
+    )

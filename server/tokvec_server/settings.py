@@ -145,7 +145,13 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def load_settings(config: Path | None = None, *, server: dict[str, Any] | None = None, security: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    config: Path | None = None,
+    *,
+    server: dict[str, Any] | None = None,
+    security: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+) -> Settings:
     """Settings from an optional TOML file, then command-line flags (None means not given).
 
     ``server`` flags are top-level settings; ``model`` flags (path, name, backend, device, dtype,
@@ -191,7 +197,9 @@ def check(settings: Settings) -> None:
     if sec.tls_client_ca and not sec.tls_cert:
         raise ValueError("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
     if sec.token_file and not sec.tls_cert and not sec.allow_insecure_token and not is_local(settings.address):
-        raise ValueError(f"token_file: bearer tokens over plaintext on {settings.address} (not loopback); serve TLS or set allow_insecure_token")
+        raise ValueError(
+            f"token_file: bearer tokens over plaintext on {settings.address} (not loopback); serve TLS or set allow_insecure_token"
+        )
     for name in ("drain_s", "grace_s", "keepalive_s", "keepalive_timeout_s", "max_connection_age_s"):
         value = getattr(settings, name)
         positive = name.startswith(("keepalive", "max_connection"))
@@ -206,7 +214,9 @@ def check(settings: Settings) -> None:
         if m.batching.max_batch_items < 512:
             raise ValueError(f"max_batch_items: {m.batching.max_batch_items} < 512 (one full-length span)")
         if m.batching.min_padding_efficiency > 1:
-            raise ValueError(f"min_padding_efficiency: {m.batching.min_padding_efficiency} > 1 (a share of the padded pieces)")
+            raise ValueError(
+                f"min_padding_efficiency: {m.batching.min_padding_efficiency} > 1 (a share of the padded pieces)"
+            )
         if m.backend not in BACKENDS:
             raise ValueError(f"backend: {m.backend!r} is not one of {', '.join(BACKENDS)}")
         if m.dtype not in ("auto", "float32", "float16", "bfloat16"):
@@ -217,7 +227,11 @@ def check(settings: Settings) -> None:
             raise ValueError(f"ragged: {m.ragged!r} is not true or false")
         if m.quantize not in ("", "int8"):
             raise ValueError(f"quantize: {m.quantize!r} is not int8")
-        if m.fake_delay_ms and (m.backend != "fake" or not isinstance(m.fake_delay_ms, (int, float)) or m.fake_delay_ms < 0):
+        if m.fake_delay_ms and (
+            m.backend != "fake" or not isinstance(m.fake_delay_ms, (int, float)) or m.fake_delay_ms < 0
+        ):
             raise ValueError(f"fake_delay_ms: {m.fake_delay_ms!r} needs backend fake and a non-negative number")
         if m.backend == "tok2vec" and (m.dtype not in ("auto", "float32") or m.quantize):
-            raise ValueError(f"backend: tok2vec computes in float32 (dtype {m.dtype!r}, quantize {m.quantize!r} do not apply)")
+            raise ValueError(
+                f"backend: tok2vec computes in float32 (dtype {m.dtype!r}, quantize {m.quantize!r} do not apply)"
+            )

@@ -95,11 +95,14 @@ def _pipeline(folder: Path) -> Source:
             return Source(_FACTORIES[factory], folder, name)
     unread = [f"{n} ({f})" for n, f in factories.items() if f in _UNREAD_FACTORIES]
     if unread:
-        raise SourceError(f"--model {folder}: component {', '.join(unread)}: tokvec does not read this factory's models (yet)")
+        raise SourceError(
+            f"--model {folder}: component {', '.join(unread)}: tokvec does not read this factory's models (yet)"
+        )
     listed = ", ".join(f"{n} ({f or 'sourced'})" for n, f in factories.items()) or "none"
     raise SourceError(
         f"--model {folder}: a spaCy pipeline with no 'transformer' (spacy-transformers) or 'tok2vec' component to serve "
-        f"(its components: {listed})")
+        f"(its components: {listed})"
+    )
 
 
 def resolve(settings: ModelSettings) -> ModelSettings:
@@ -119,9 +122,12 @@ def resolve(settings: ModelSettings) -> ModelSettings:
     if source.kind in (TRANSFORMER_PIPELINE, TOK2VEC_PIPELINE) and backend == "onnx":
         raise SourceError(
             f"--model {settings.path} --backend onnx: a spaCy pipeline is not an ONNX export; "
-            f"run tokvec export-onnx {settings.path} OUT_DIR and serve OUT_DIR")
+            f"run tokvec export-onnx {settings.path} OUT_DIR and serve OUT_DIR"
+        )
     if source.kind == TOK2VEC_PIPELINE and backend == "torch":
-        raise SourceError(f"--model {settings.path} --backend torch: component {source.component!r} is a spaCy tok2vec; use --backend tok2vec")
+        raise SourceError(
+            f"--model {settings.path} --backend torch: component {source.component!r} is a spaCy tok2vec; use --backend tok2vec"
+        )
     # tok2vec loads the pipeline with spacy.load, which takes a package's name as given.
     path = settings.path if backend == "tok2vec" else str(source.folder)
     return dataclasses.replace(settings, backend=backend, path=path)

@@ -73,7 +73,9 @@ class TransformerConfig:
     pipeline: Path
     component: str
     architecture: str
-    span_getter: dict[str, Any]  # e.g. {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96}
+    span_getter: dict[
+        str, Any
+    ]  # e.g. {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96}
     listeners: tuple[Listener, ...]
 
 
@@ -87,7 +89,9 @@ def listeners(config: dict[str, dict[str, Any]], transformer: str) -> tuple[List
         if upstream not in ("*", transformer):
             continue
         pooling = config.get(f"{section}.pooling", {}).get("@layers", "")
-        found.append(Listener(section.split(".")[1], section, str(pooling), upstream, float(values.get("grad_factor", 1.0))))
+        found.append(
+            Listener(section.split(".")[1], section, str(pooling), upstream, float(values.get("grad_factor", 1.0)))
+        )
     return tuple(found)
 
 
@@ -99,6 +103,7 @@ def transformer_config(pipeline: Path, component: str) -> TransformerConfig:
     if architecture not in TRANSFORMER_ARCHITECTURES:
         raise PipelineConfigError(
             f"{pipeline}: component {component!r}: components.{component}.model.@architectures is {architecture!r}; "
-            f"tokvec reads {', '.join(TRANSFORMER_ARCHITECTURES)}")
+            f"tokvec reads {', '.join(TRANSFORMER_ARCHITECTURES)}"
+        )
     spans = dict(config.get(f"components.{component}.model.get_spans", {}))
     return TransformerConfig(pipeline, component, architecture, spans, listeners(config, component))

@@ -83,10 +83,14 @@ def read_encoder(pipeline: Path, component: str) -> TrfEncoder:
         raise TrfModelError(f"{where}: not a thinc model file ({type(exc).__name__})") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("nodes"), list) or not isinstance(msg.get("shims"), list):
         raise TrfModelError(f"{where}: not a thinc model file (no nodes and shims)")
-    shims = [s for node, s in zip(msg["nodes"], msg["shims"]) if isinstance(node, dict) and node.get("name") == _SHIM_NODE]
+    shims = [
+        s for node, s in zip(msg["nodes"], msg["shims"]) if isinstance(node, dict) and node.get("name") == _SHIM_NODE
+    ]
     if len(shims) != 1 or len(shims[0]) != 1:
         names = [n.get("name") for n in msg["nodes"] if isinstance(n, dict)]
-        raise TrfModelError(f"{where}: no single {_SHIM_NODE!r} node with one shim (nodes: {names}); not a spacy-transformers 1.x transformer")
+        raise TrfModelError(
+            f"{where}: no single {_SHIM_NODE!r} node with one shim (nodes: {names}); not a spacy-transformers 1.x transformer"
+        )
     try:
         shim = srsly.msgpack_loads(shims[0][0])
     except Exception as exc:
@@ -114,7 +118,9 @@ def hf_folder(encoder: TrfEncoder, out: Path, where: str) -> Path:
     try:
         state = torch.load(io.BytesIO(encoder.state), map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged zip or pickle: many kinds
-        raise TrfModelError(f"{where}: the weights do not load ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+        raise TrfModelError(
+            f"{where}: the weights do not load ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TrfModelError(f"{where}: the weights are not a state dict of tensors")
     # safetensors refuses tensors that share memory (tied embeddings): each is written on its own.

@@ -78,14 +78,20 @@ def check_options(options: EmbedOptions, max_length: int, n_special: int, n_laye
         raise InvalidInput(f"options.spans: {spec} needs window >= 1 and stride >= 1")
     if spec.kind == "pieces":
         if spec.stride > spec.window:
-            raise InvalidInput(f"options.spans: {spec} has stride {spec.stride} > window {spec.window} (pieces would be skipped)")
+            raise InvalidInput(
+                f"options.spans: {spec} has stride {spec.stride} > window {spec.window} (pieces would be skipped)"
+            )
         room = max_length - n_special
         if spec.window > room:
-            raise limit_error("options.spans.window", spec.window, "the model's max_length less its special pieces", room)
+            raise limit_error(
+                "options.spans.window", spec.window, "the model's max_length less its special pieces", room
+            )
     # Each requested layer is one more (n_tokens, width) tensor per doc: without a bound, a short
     # request repeating a layer thousands of times asks for gigabytes and messages over 4 MiB.
     if len(options.hidden_layers) > n_layers + 1:
-        raise limit_error("options.hidden_layers", len(options.hidden_layers), "hidden states of the model", n_layers + 1)
+        raise limit_error(
+            "options.hidden_layers", len(options.hidden_layers), "hidden states of the model", n_layers + 1
+        )
     for i, layer in enumerate(options.hidden_layers):
         if not -(n_layers + 1) <= layer <= n_layers:
             raise InvalidInput(f"options.hidden_layers[{i}]: {layer} is outside [-{n_layers + 1}, {n_layers}]")
@@ -101,7 +107,9 @@ def check_chunks(doc: DocInput, tokens: Tokens, index: int, limits: Limits, opti
         return tokens
     if Output.CHUNK_VECTORS not in options.outputs:
         raise InvalidInput(f"{where}.chunk_starts: chunks need OUTPUT_CHUNK_VECTORS in options.outputs")
-    tokens.chunks = token_ranges(doc.chunk_starts, doc.chunk_ends, doc.chunk_unit, tokens.words, tokens.spaces, where, limits.max_chunks_per_doc)
+    tokens.chunks = token_ranges(
+        doc.chunk_starts, doc.chunk_ends, doc.chunk_unit, tokens.words, tokens.spaces, where, limits.max_chunks_per_doc
+    )
     return tokens
 
 
@@ -127,7 +135,9 @@ def check_doc(doc: DocInput, index: int, limits: Limits, words: SpacyWords, need
     if limits.max_word_chars:
         longest = max(range(n), key=lambda i: len(doc.words[i]))
         if len(doc.words[longest]) > limits.max_word_chars:
-            raise limit_error(f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars)
+            raise limit_error(
+                f"{where}.words[{longest}]", len(doc.words[longest]), "max_word_chars", limits.max_word_chars
+            )
     # Omitted spaces mean spaCy's default for Doc(vocab, words): a space after every word. The
     # Python client's word lists have always sent that; the wire now means it too (tokvec.proto).
     spaces = list(doc.spaces) or [True] * n

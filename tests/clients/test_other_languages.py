@@ -26,7 +26,11 @@ BUF = ROOT / ".venv" / "bin" / "buf"
 GOCODE = Path("/usr/share/gocode")  # Debian's Go packages: grpc-go and protobuf, offline
 # One unit in the last place of each wire dtype: batch-mates move float32 rows by ~1e-6, which can
 # flip a rounding; a decoding mistake is off by far more.
-TOLERANCE = {"float32": {"rtol": 0, "atol": 1e-5}, "float16": {"rtol": 2**-10, "atol": 2**-24}, "bfloat16": {"rtol": 2**-7, "atol": 0}}
+TOLERANCE = {
+    "float32": {"rtol": 0, "atol": 1e-5},
+    "float16": {"rtol": 2**-10, "atol": 2**-24},
+    "bfloat16": {"rtol": 2**-7, "atol": 0},
+}
 
 
 def missing(what: str) -> None:
@@ -49,16 +53,32 @@ def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """cmd/tokvec-embed built from stubs that proto/buf.gen.go.yaml generates, in GOPATH mode
     against Debian's grpc-go: no module proxy, no network."""
     go = shutil.which("go")
-    if go is None or not shutil.which("protoc-gen-go-grpc") or not (GOCODE / "src" / "google.golang.org" / "grpc").is_dir() or not BUF.exists():
+    if (
+        go is None
+        or not shutil.which("protoc-gen-go-grpc")
+        or not (GOCODE / "src" / "google.golang.org" / "grpc").is_dir()
+        or not BUF.exists()
+    ):
         missing("go, protoc-gen-go(-grpc), Debian's grpc-go or buf")
     tmp = tmp_path_factory.mktemp("go")
-    subprocess.run([str(BUF), "generate", "--template", "proto/buf.gen.go.yaml", "-o", str(tmp / "tree")], cwd=ROOT, check=True, timeout=120)
+    subprocess.run(
+        [str(BUF), "generate", "--template", "proto/buf.gen.go.yaml", "-o", str(tmp / "tree")],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
     module = tmp / "gopath" / "src" / "tokvec.dev" / "gen" / "go"  # the protos' go_package names this module
     shutil.copytree(GO_DIR, module, ignore=shutil.ignore_patterns("tokvec"))
     shutil.copytree(tmp / "tree" / "examples" / "clients" / "go" / "tokvec", module / "tokvec")
     env = dict(os.environ, GO111MODULE="off", GOPATH=f"{tmp / 'gopath'}:{GOCODE}", GOFLAGS="")
     binary = tmp / "tokvec-embed"
-    subprocess.run([go, "build", "-o", str(binary), "tokvec.dev/gen/go/cmd/tokvec-embed"], cwd=tmp, env=env, check=True, timeout=600)
+    subprocess.run(
+        [go, "build", "-o", str(binary), "tokvec.dev/gen/go/cmd/tokvec-embed"],
+        cwd=tmp,
+        env=env,
+        check=True,
+        timeout=600,
+    )
     return binary
 
 
@@ -66,10 +86,15 @@ def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def docs(ewt_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Words without spaces, words with them, text, a doc long enough to come in chunks, a bad doc."""
     words = [w for d in ewt_docs[20:120] for w in d["words"]][:5000]
-    return ([{"id": d["id"], "words": d["words"]} for d in ewt_docs[:5]]
-            + [{"id": d["id"], "words": d["words"], "spaces": d["spaces"]} for d in ewt_docs[5:9]]
-            + [{"id": "text", "text": "I can't go to New York. Nobody told me!"}, {"id": "long", "words": words},
-               {"id": "bad", "words": ["a", "b"], "spaces": [True]}])
+    return (
+        [{"id": d["id"], "words": d["words"]} for d in ewt_docs[:5]]
+        + [{"id": d["id"], "words": d["words"], "spaces": d["spaces"]} for d in ewt_docs[5:9]]
+        + [
+            {"id": "text", "text": "I can't go to New York. Nobody told me!"},
+            {"id": "long", "words": words},
+            {"id": "bad", "words": ["a", "b"], "spaces": [True]},
+        ]
+    )
 
 
 def python_rows(address: str, docs: list[dict[str, Any]], dtype: str, stream: bool) -> list[Any]:
@@ -95,7 +120,10 @@ def assert_same_rows(got: list[dict[str, Any]], want: list[Any], docs: list[dict
     for doc, g, w in zip(docs, got, want):
         assert g["id"] == doc["id"]
         if doc["id"] == "bad":
-            assert g["error"] == {"code": 3, "message": f"docs[{g['index']}].spaces: 1 values for 2 words"} and w.error.reason == g["error"]["message"]
+            assert (
+                g["error"] == {"code": 3, "message": f"docs[{g['index']}].spaces: 1 values for 2 words"}
+                and w.error.reason == g["error"]["message"]
+            )
             continue
         rows = np.frombuffer(base64.b64decode(g["rows"]), "<f4").reshape(g["shape"])
         assert rows.shape == w.rows.shape and rows.shape[1] == 384, doc["id"]
@@ -110,34 +138,54 @@ def test_node_decodes_the_wire_as_the_proto_says(node: str) -> None:
     assert "# pass 7" in done.stdout and "# fail 0" in done.stdout
 
 
-@pytest.mark.parametrize(("dtype", "stream"), [("float32", False), ("float32", True), ("float16", False), ("bfloat16", True)])
-def test_node_client_rows_equal_the_python_clients(node: str, minilm: Any, docs: list[dict[str, Any]], tmp_path: Path, dtype: str, stream: bool) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "stream"), [("float32", False), ("float32", True), ("float16", False), ("bfloat16", True)]
+)
+def test_node_client_rows_equal_the_python_clients(
+    node: str, minilm: Any, docs: list[dict[str, Any]], tmp_path: Path, dtype: str, stream: bool
+) -> None:
     cmd = [node, "embed.js", "--server", minilm.address, "--dtype", dtype, "--json", *(["--stream"] if stream else [])]
     got = run_client(cmd, tmp_path, docs, NODE_DIR)
     worst = assert_same_rows(got, python_rows(minilm.address, docs, dtype, stream), docs, dtype)
     assert got[docs.index(next(d for d in docs if d["id"] == "text"))]["words"][:4] == ["I", "ca", "n't", "go"]
-    print(f"node {dtype} {'EmbedStream' if stream else 'Embed'}: {len(docs)} docs, largest difference to the Python client {worst:.2e}")
+    print(
+        f"node {dtype} {'EmbedStream' if stream else 'Embed'}: {len(docs)} docs, largest difference to the Python client {worst:.2e}"
+    )
 
 
 @pytest.mark.parametrize(("dtype", "stream"), [("float32", False), ("bfloat16", True)])
-def test_go_client_rows_equal_the_python_clients(go_client: Path, minilm: Any, docs: list[dict[str, Any]], tmp_path: Path, dtype: str, stream: bool) -> None:
+def test_go_client_rows_equal_the_python_clients(
+    go_client: Path, minilm: Any, docs: list[dict[str, Any]], tmp_path: Path, dtype: str, stream: bool
+) -> None:
     cmd = [str(go_client), "-server", minilm.address, "-dtype", dtype, "-json", *(["-stream"] if stream else [])]
     got = run_client(cmd, tmp_path, docs, tmp_path)
     worst = assert_same_rows(got, python_rows(minilm.address, docs, dtype, stream), docs, dtype)
-    print(f"go {dtype} {'EmbedStream' if stream else 'Embed'}: {len(docs)} docs, largest difference to the Python client {worst:.2e}")
+    print(
+        f"go {dtype} {'EmbedStream' if stream else 'Embed'}: {len(docs)} docs, largest difference to the Python client {worst:.2e}"
+    )
 
 
 def test_typescript_stubs_generate_and_type_check(node: str, tmp_path: Path) -> None:
     """proto/buf.gen.ts.yaml writes grpc-js stubs (ts-proto) that tsc --strict accepts."""
     if not BUF.exists():
         missing("buf")
-    subprocess.run([str(BUF), "generate", "--template", "proto/buf.gen.ts.yaml", "-o", str(tmp_path)], cwd=ROOT, check=True, timeout=120)
+    subprocess.run(
+        [str(BUF), "generate", "--template", "proto/buf.gen.ts.yaml", "-o", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
     out = tmp_path / "examples" / "clients" / "node"
     source = (out / "gen" / "tokvec" / "v1" / "tokvec.ts").read_text()
     assert "export class EmbedServiceClient" in source or "export const EmbedServiceClient" in source
     shutil.copy(NODE_DIR / "tsconfig.json", out / "tsconfig.json")
     (out / "node_modules").symlink_to(NODE_DIR / "node_modules")
-    done = subprocess.run([node, str(NODE_DIR / "node_modules" / "typescript" / "bin" / "tsc"), "-p", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [node, str(NODE_DIR / "node_modules" / "typescript" / "bin" / "tsc"), "-p", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -148,7 +196,11 @@ def test_java_and_csharp_get_their_packages(tmp_path: Path) -> None:
     if protoc is None:
         missing("protoc")
     protos = ["tokvec/v1/tokvec.proto", "tokvec/v1/vectors.proto"]
-    subprocess.run([protoc, f"-I{ROOT / 'proto'}", f"--java_out={tmp_path}", f"--csharp_out={tmp_path}", *protos], check=True, timeout=60)
+    subprocess.run(
+        [protoc, f"-I{ROOT / 'proto'}", f"--java_out={tmp_path}", f"--csharp_out={tmp_path}", *protos],
+        check=True,
+        timeout=60,
+    )
     java = tmp_path / "dev" / "tokvec" / "v1"
     for name in ("Doc", "DocResult", "Tensor", "EmbedServiceOuterClass", "TokvecProto", "VectorsProto"):
         assert (java / f"{name}.java").exists() == (name != "EmbedServiceOuterClass"), name

@@ -23,7 +23,9 @@ def received_bytes(port: int, hosts: list[str]) -> dict[tuple[str, str], int]:
 
     A server's share of the traffic is its sockets' sum: what its clients sent it, HTTP/2 framing
     included. Docs of equal size make it proportional to the calls it served."""
-    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True
+    ).stdout
     counts: dict[tuple[str, str], int] = {}
     key: tuple[str, str] | None = None
     for line in out.splitlines():
@@ -37,7 +39,9 @@ def received_bytes(port: int, hosts: list[str]) -> dict[tuple[str, str], int]:
     return counts
 
 
-def per_server(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int], hosts: list[str]) -> dict[str, int]:
+def per_server(
+    before: dict[tuple[str, str], int], after: dict[tuple[str, str], int], hosts: list[str]
+) -> dict[str, int]:
     """Bytes received by each host between two ``received_bytes`` readings (new sockets count from 0)."""
     total: Counter[str] = Counter(dict.fromkeys(hosts, 0))
     for (local, peer), n in after.items():

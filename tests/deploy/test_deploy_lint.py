@@ -20,8 +20,13 @@ CONFIG = ROOT / "deploy" / "components" / "tokvec-config" / "tokvec.toml"
 
 
 def lint(root: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(["bash", str(root / "scripts" / "lint_deploy.sh")], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, COMPOSE_SCHEMA=str(SCHEMA), **env))
+    done = subprocess.run(
+        ["bash", str(root / "scripts" / "lint_deploy.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, COMPOSE_SCHEMA=str(SCHEMA), **env),
+    )
     if done.returncode == 2:
         # The tools are PyPI packages (the `deploy` extra); CI installs them, so there it is a failure.
         reason = "lint tools not installed (pip install -e '.[deploy]'): " + done.stderr.strip()
@@ -64,7 +69,9 @@ def test_lint_catches_a_breaking_proto_change_against_the_release_tag(tmp_path: 
     proto.write_text(proto.read_text().replace("string text = 4;", "string text = 40;"))
     done = lint(tmp_path, PATH=f"{venv_bin}:{path}")
     assert done.returncode == 1
-    assert 'field "4" with name "text"' in done.stdout + done.stderr and "FAIL: buf breaking against v0.1.0" in done.stderr
+    assert (
+        'field "4" with name "text"' in done.stdout + done.stderr and "FAIL: buf breaking against v0.1.0" in done.stderr
+    )
 
 
 def test_compose_schema_check_is_not_vacuous() -> None:
@@ -94,11 +101,19 @@ def test_drain_fits_in_the_termination_grace_period() -> None:
     container = pod["containers"][0]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop + settings.drain_s + settings.grace_s < pod["terminationGracePeriodSeconds"]
-    assert settings.metrics_address.endswith(":9464") and "9464" in (deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
-    assert {p["grpc"].get("service", "") for p in (container["readinessProbe"], container["livenessProbe"])} == {"tokvec.v1.EmbedService", ""}
+    assert (
+        settings.metrics_address.endswith(":9464")
+        and "9464" in (deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+    )
+    assert {p["grpc"].get("service", "") for p in (container["readinessProbe"], container["livenessProbe"])} == {
+        "tokvec.v1.EmbedService",
+        "",
+    }
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
 
-    sidecar_pod = yaml.safe_load((ROOT / "deploy" / "overlays" / "native-sidecar" / "pipeline.yaml").read_text())["spec"]["template"]["spec"]
+    sidecar_pod = yaml.safe_load((ROOT / "deploy" / "overlays" / "native-sidecar" / "pipeline.yaml").read_text())[
+        "spec"
+    ]["template"]["spec"]
     (sidecar,) = sidecar_pod["initContainers"]
     assert sidecar["restartPolicy"] == "Always" and "startupProbe" in sidecar
     assert settings.drain_s + settings.grace_s < sidecar_pod["terminationGracePeriodSeconds"]
@@ -112,7 +127,13 @@ def _dockerignore_excludes(patterns: list[str], path: str) -> bool:
     for raw in patterns:
         negate = raw.startswith("!")
         pattern = os.path.normpath(raw.lstrip("!").strip("/"))
-        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        regex = (
+            re.escape(pattern)
+            .replace(r"\*\*/", "(.*/)?")
+            .replace(r"\*\*", ".*")
+            .replace(r"\*", "[^/]*")
+            .replace(r"\?", "[^/]")
+        )
         regex = regex.replace(r"\[", "[").replace(r"\]", "]")  # character classes such as *.py[co]
         if any(re.fullmatch(regex, c) for c in candidates):
             excluded = not negate
@@ -122,9 +143,17 @@ def _dockerignore_excludes(patterns: list[str], path: str) -> bool:
 @pytest.mark.timeout(120)
 def test_image_context_holds_what_the_dockerfile_copies_and_builds_the_package(tmp_path: Path) -> None:
     """The build context after .dockerignore has every COPY source, and `pip` builds tokvec from it."""
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True)
-    context = sorted(p for p in listed.stdout.splitlines() if (ROOT / p).is_file() and not _dockerignore_excludes(patterns, p))
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True
+    )
+    context = sorted(
+        p for p in listed.stdout.splitlines() if (ROOT / p).is_file() and not _dockerignore_excludes(patterns, p)
+    )
     assert not any(p.startswith(("tests/", "bench/", ".venv", "proto/")) for p in context)
 
     sources = []
@@ -135,16 +164,40 @@ def test_image_context_holds_what_the_dockerfile_copies_and_builds_the_package(t
     assert sources
     for source in sources:
         prefix = source.rstrip("*").rstrip("/")
-        found = [p for p in context if p == prefix or p.startswith(prefix + "/") or (source.endswith("*") and p.startswith(prefix))]
+        found = [
+            p
+            for p in context
+            if p == prefix or p.startswith(prefix + "/") or (source.endswith("*") and p.startswith(prefix))
+        ]
         assert found or source.endswith("*"), f"COPY {source}: not in the build context"
 
     for p in context:
         (tmp_path / "ctx" / p).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / p, tmp_path / "ctx" / p)
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(tmp_path / "ctx")],
-                          capture_output=True, text=True, timeout=110)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(tmp_path / "ctx"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert done.returncode == 0, done.stderr
     (wheel,) = (tmp_path / "dist").glob("tokvec-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("tokvec/__init__.py", "tokvec/v1/tokvec_pb2.py", "tokvec_server/rpc/server.py", "tokvec_server/runners/torch_runner.py"):
+    for module in (
+        "tokvec/__init__.py",
+        "tokvec/v1/tokvec_pb2.py",
+        "tokvec_server/rpc/server.py",
+        "tokvec_server/runners/torch_runner.py",
+    ):
         assert module in names

@@ -35,8 +35,14 @@ pytestmark = pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2
 
 def make_docs(start: int, n: int) -> list[dict[str, Any]]:
     """Docs of one size on the wire: ids and first words differ only in their digits."""
-    return [{"id": f"d{i:05d}", "words": [f"w{i:05d}", "shares", "one", "encoder", "across", "replicas", "."],
-             "spaces": [True] * 5 + [False, False]} for i in range(start, start + n)]
+    return [
+        {
+            "id": f"d{i:05d}",
+            "words": [f"w{i:05d}", "shares", "one", "encoder", "across", "replicas", "."],
+            "spaces": [True] * 5 + [False, False],
+        }
+        for i in range(start, start + n)
+    ]
 
 
 class Replicas:
@@ -80,8 +86,12 @@ def replicas() -> Iterator[Replicas]:
     group.stop()
 
 
-def drive(client: Client, docs: list[dict[str, Any]], on_call: Callable[[int], None] = lambda n: None,
-          deadline_s: float = 40.0) -> tuple[dict[str, list[Embedding]], int]:
+def drive(
+    client: Client,
+    docs: list[dict[str, Any]],
+    on_call: Callable[[int], None] = lambda n: None,
+    deadline_s: float = 40.0,
+) -> tuple[dict[str, list[Embedding]], int]:
     """Send ``docs`` PER_CALL at a time from WORKERS threads until every one is answered.
 
     A call that fails UNAVAILABLE after the channel's own retries (its replica died with the
@@ -229,7 +239,14 @@ def test_the_health_probe_script_reads_a_replica(replicas: Replicas) -> None:
     probe = [sys.executable, str(ROOT / "scripts" / "healthcheck.py")]
     done = subprocess.run([*probe, "--address", replicas.addresses[2]], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "tokvec.v1.EmbedService: SERVING" in done.stdout, done.stdout
-    done = subprocess.run([*probe, "--address", replicas.addresses[2], "--service", ""], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [*probe, "--address", replicas.addresses[2], "--service", ""], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0 and "(server): SERVING" in done.stdout, done.stdout
-    done = subprocess.run([*probe, "--address", replicas.addresses[2], "--service", "no.such.Service"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [*probe, "--address", replicas.addresses[2], "--service", "no.such.Service"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1 and "NOT_FOUND" in done.stdout, done.stdout

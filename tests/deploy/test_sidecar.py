@@ -41,7 +41,14 @@ def test_a_pipeline_process_embeds_through_the_unix_socket(socket_dir: Path, tmp
         assert probe.returncode == 0 and "SERVING" in probe.stdout, probe.stdout
 
         out = tmp_path / "rows.npz"
-        args = [sys.executable, str(ROOT / "deploy" / "examples" / "pipeline.py"), "--address", address, "--out", str(out)]
+        args = [
+            sys.executable,
+            str(ROOT / "deploy" / "examples" / "pipeline.py"),
+            "--address",
+            address,
+            "--out",
+            str(out),
+        ]
         for text in TEXTS:
             args += ["--text", text]
         done = subprocess.run(args, capture_output=True, text=True, timeout=60)

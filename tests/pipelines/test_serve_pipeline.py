@@ -71,7 +71,9 @@ def test_reference_is_a_trained_pipeline_over_several_windows(trained_reference:
     assert set(trained_reference.annotations) == {d["id"] for d in trained_reference.docs}
 
 
-def test_served_rows_equal_what_each_listener_receives(trained_server: ServerProcess, trained_reference: Reference, untuned_reference: Reference) -> None:
+def test_served_rows_equal_what_each_listener_receives(
+    trained_server: ServerProcess, trained_reference: Reference, untuned_reference: Reference
+) -> None:
     got = served_rows(trained_server.address, trained_reference)
     worst = worst_diff(got, trained_reference)
     print(f"max |served - spacy-transformers| = {worst:.2e}")
@@ -80,7 +82,9 @@ def test_served_rows_equal_what_each_listener_receives(trained_server: ServerPro
     assert worst_diff(got, untuned_reference) > 100 * PARITY
 
 
-def test_untuned_encoder_differs_and_is_the_stock_model(untuned_server: ServerProcess, minilm: ServerProcess, trained_reference: Reference, untuned_reference: Reference) -> None:
+def test_untuned_encoder_differs_and_is_the_stock_model(
+    untuned_server: ServerProcess, minilm: ServerProcess, trained_reference: Reference, untuned_reference: Reference
+) -> None:
     """Negative control: the never-updated pipeline serves other rows than the trained one, and
     the same rows as the stock all-MiniLM-L6-v2 folder (so the model file was read right)."""
     untuned = served_rows(untuned_server.address, untuned_reference)
@@ -89,19 +93,36 @@ def test_untuned_encoder_differs_and_is_the_stock_model(untuned_server: ServerPr
     assert worst_diff(served_rows(minilm.address, untuned_reference), untuned_reference) <= PARITY
 
 
-def test_info_names_the_pipeline_component_and_encoder_fingerprint(trained_server: ServerProcess, untuned_server: ServerProcess, minilm: ServerProcess, trained_pipeline: Path, untuned_pipeline: Path) -> None:
+def test_info_names_the_pipeline_component_and_encoder_fingerprint(
+    trained_server: ServerProcess,
+    untuned_server: ServerProcess,
+    minilm: ServerProcess,
+    trained_pipeline: Path,
+    untuned_pipeline: Path,
+) -> None:
     with Client(trained_server.address) as client:
         trained = client.info().model
     with Client(untuned_server.address) as client:
         untuned = client.info().model
     with Client(minilm.address) as client:
         stock = client.info().model
-    assert (trained.pipeline, trained.component, trained.backend, trained.width) == (str(trained_pipeline), "transformer", "torch", 384)
+    assert (trained.pipeline, trained.component, trained.backend, trained.width) == (
+        str(trained_pipeline),
+        "transformer",
+        "torch",
+        384,
+    )
     assert trained.name == "trained"
     assert trained.fingerprint == read_encoder(trained_pipeline, "transformer").fingerprint()
     assert len({trained.fingerprint, untuned.fingerprint, stock.fingerprint}) == 3
     assert (stock.pipeline, stock.component) == ("", "")
-    shown = subprocess.run([sys.executable, "-m", "tokvec", "info", "--server", trained_server.address], capture_output=True, text=True, env=ENV, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "tokvec", "info", "--server", trained_server.address],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert f"pipeline     {trained_pipeline} (component transformer)" in shown.stdout
     assert trained.fingerprint in shown.stdout
@@ -120,9 +141,17 @@ def test_tok2vec_pipeline_by_package_name_serves_its_tok2vec() -> None:
     assert rows[0].shape == (4, model.width) and np.abs(rows[0]).sum() > 0
 
 
-def test_export_onnx_of_a_pipeline_serves_the_same_rows(trained_pipeline: Path, trained_reference: Reference, tmp_path: Path) -> None:
+def test_export_onnx_of_a_pipeline_serves_the_same_rows(
+    trained_pipeline: Path, trained_reference: Reference, tmp_path: Path
+) -> None:
     out = tmp_path / "onnx"
-    done = subprocess.run([sys.executable, "-m", "tokvec", "export-onnx", str(trained_pipeline), str(out)], capture_output=True, text=True, env=ENV, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "tokvec", "export-onnx", str(trained_pipeline), str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     meta: dict[str, Any] = json.loads((out / "tokvec_onnx.json").read_text())
     encoder = read_encoder(trained_pipeline, "transformer")

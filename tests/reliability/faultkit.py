@@ -127,7 +127,9 @@ def channels(address: str, n: int) -> list[grpc.Channel]:
     return [grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)]
 
 
-def embed_call(channel: grpc.Channel, docs: Iterable[Doc], options: pb.EmbedOptions | None = None, timeout: float = 60.0) -> Any:
+def embed_call(
+    channel: grpc.Channel, docs: Iterable[Doc], options: pb.EmbedOptions | None = None, timeout: float = 60.0
+) -> Any:
     """Start an Embed call now (the request is sent at once); iterate it later for the results."""
     request = pb.EmbedRequest(docs=[d.pb() for d in docs], options=options or pb.EmbedOptions())
     return pb_grpc.EmbedServiceStub(channel).Embed(request, timeout=timeout)

@@ -78,7 +78,15 @@ def kit(server: Any) -> Iterator[CancelKit]:
     kit.faults.calls.clear()
 
 
-def cancel_round(kit: CancelKit, chans: list[grpc.Channel], maker: DocMaker, rng: random.Random, report: Report, free_timeout: float = 2.0, notice_timeout: float = 5.0) -> None:
+def cancel_round(
+    kit: CancelKit,
+    chans: list[grpc.Channel],
+    maker: DocMaker,
+    rng: random.Random,
+    report: Report,
+    free_timeout: float = 2.0,
+    notice_timeout: float = 5.0,
+) -> None:
     kit.faults.calls.clear()
     kit.noticed.clear()
     plug = kit.fill_pipeline(chans[0], [maker.doc(3)])
@@ -96,7 +104,9 @@ def cancel_round(kit: CancelKit, chans: list[grpc.Channel], maker: DocMaker, rng
         report.cancels += 1
         goal = before - len(c.docs)
         try:
-            report.free_latencies.append(wait_until(lambda: kit.queued_docs() <= goal, free_timeout, "the queue to let go"))
+            report.free_latencies.append(
+                wait_until(lambda: kit.queued_docs() <= goal, free_timeout, "the queue to let go")
+            )
         except AssertionError:
             report.free_latencies.append(float("inf"))
             free_timeout = 0.01  # already failed: do not spend the whole tier finding out again
@@ -162,8 +172,10 @@ def run_cancels(server: Any, kit: CancelKit, n_cancels: int, seed: int, free_tim
 def test_random_cancels_quick(server: Any, kit: CancelKit) -> None:
     report = run_cancels(server, kit, 200, seed=3)
     check(report, 200)
-    print(f"R3 quick: {report.cancels} cancels, free p99 {np.percentile(report.free_latencies, 99) * 1000:.2f} ms "
-          f"over {len(report.free_latencies)} queued cancels, {len(report.row_diffs)} survivors identical to solo")
+    print(
+        f"R3 quick: {report.cancels} cancels, free p99 {np.percentile(report.free_latencies, 99) * 1000:.2f} ms "
+        f"over {len(report.free_latencies)} queued cancels, {len(report.row_diffs)} survivors identical to solo"
+    )
 
 
 @pytest.mark.slow

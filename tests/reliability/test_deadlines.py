@@ -103,13 +103,17 @@ def test_wire_deadline_passes_while_queued(server: Any, kit: Batches, maker: Doc
     solo = kit.solo([d for _, docs in patient for d in docs])
     for doc_id, want in solo.items():
         np.testing.assert_array_equal(rows(got[doc_id]), want)
-    print(f"R4 wire: 8 expired calls told DEADLINE_EXCEEDED ({', '.join(sorted(set(told)))}), queue freed {late * 1000:.1f} ms after the deadline "
-          f"({freed * 1000:.1f} ms of polling), 0 of {len(expired_keys)} expired docs ran")
+    print(
+        f"R4 wire: 8 expired calls told DEADLINE_EXCEEDED ({', '.join(sorted(set(told)))}), queue freed {late * 1000:.1f} ms after the deadline "
+        f"({freed * 1000:.1f} ms of polling), 0 of {len(expired_keys)} expired docs ran"
+    )
     for ch in chans:
         ch.close()
 
 
-def test_engine_deadline_in_queue_and_in_a_split_batch(server: Any, kit: Batches, maker: DocMaker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_deadline_in_queue_and_in_a_split_batch(
+    server: Any, kit: Batches, maker: DocMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without a gRPC call that the deadline cancels, the engine's own deadline must act: in the
     queue, the scheduler wakes for it while the model is busy; in a batch that failed and is being
     split, the worker drops the doc before each half's forward."""
@@ -144,8 +148,10 @@ def test_engine_deadline_in_queue_and_in_a_split_batch(server: Any, kit: Batches
     # The held forward, then the poison doc alone: the expired docs were dropped before the retry.
     assert [len(call) for call in kit.faults.calls] == [5, 1], kit.faults.calls
     assert not {d.key for d in queued} & kit.seen(), "an expired queued doc reached the model"
-    print(f"R4 engine: 4 queued docs told DEADLINE_EXCEEDED {late * 1000:.1f} ms after the deadline "
-          f"({waited:.3f} s wait), 4 docs of a failed batch dropped before its retry, 2 model calls (the batch, the poison alone)")
+    print(
+        f"R4 engine: 4 queued docs told DEADLINE_EXCEEDED {late * 1000:.1f} ms after the deadline "
+        f"({waited:.3f} s wait), 4 docs of a failed batch dropped before its retry, 2 model calls (the batch, the poison alone)"
+    )
     for ch in chans:
         ch.close()
 

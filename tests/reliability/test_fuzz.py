@@ -42,8 +42,33 @@ SETTINGS = settings(deadline=None, database=None, suppress_health_check=[HealthC
 
 # Any code point a protobuf string can carry (no lone surrogates), plus the words that trip
 # aligners: empty, whitespace, specials, combining marks, zero-width, emoji, clitics.
-TRICKY = ["", " ", "\n", "\t", "\u00a0", "\u200b", ".", "!", "?", "[CLS]", "[SEP]", "[UNK]", "can", "not", "😀", "e\u0301", "\x00", "Mr.", "don't", "ﬁ", "İ", "ß"]
-WORD = st.one_of(st.text(st.characters(codec="utf-8"), max_size=10), st.sampled_from(TRICKY), st.text("ab .!\n", max_size=4))
+TRICKY = [
+    "",
+    " ",
+    "\n",
+    "\t",
+    "\u00a0",
+    "\u200b",
+    ".",
+    "!",
+    "?",
+    "[CLS]",
+    "[SEP]",
+    "[UNK]",
+    "can",
+    "not",
+    "😀",
+    "e\u0301",
+    "\x00",
+    "Mr.",
+    "don't",
+    "ﬁ",
+    "İ",
+    "ß",
+]
+WORD = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=10), st.sampled_from(TRICKY), st.text("ab .!\n", max_size=4)
+)
 SPEC = st.one_of(
     st.sampled_from([SpanSpec("doc", 0, 0), SpanSpec("sents", 0, 0)]),
     st.builds(SpanSpec, st.sampled_from(["tokens", "pieces"]), st.integers(0, 24), st.integers(0, 24)),
@@ -69,7 +94,9 @@ def refused_safely(exc: InvalidInput, field: str) -> None:
     assert len(message) <= 200 and not LEAKS.search(message), message
 
 
-def rows_or_named_error(tokenizer: Any, spacy_words: validation.SpacyWords, doc: DocInput, spec: SpanSpec, max_length: int, pooling: Pooling) -> np.ndarray | None:
+def rows_or_named_error(
+    tokenizer: Any, spacy_words: validation.SpacyWords, doc: DocInput, spec: SpanSpec, max_length: int, pooling: Pooling
+) -> np.ndarray | None:
     """The server's path from a parsed doc to pooled rows (random piece vectors for the model)."""
     specials = Specials.of(tokenizer)
     try:
@@ -94,30 +121,66 @@ def rows_or_named_error(tokenizer: Any, spacy_words: validation.SpacyWords, doc:
 
 
 @SETTINGS
-@given(words=st.lists(WORD, max_size=40), spaces=st.lists(st.booleans(), max_size=42), sent_starts=st.lists(st.booleans(), max_size=42),
-       matched=st.booleans(), spec=SPEC, max_length=st.sampled_from([12, 512]), pooling=st.sampled_from(list(Pooling)))
-def test_any_words_give_one_row_per_word_or_a_named_error(tokenizer: Any, spacy_words: validation.SpacyWords, words: list[str], spaces: list[bool],
-                                                          sent_starts: list[bool], matched: bool, spec: SpanSpec, max_length: int, pooling: Pooling) -> None:
+@given(
+    words=st.lists(WORD, max_size=40),
+    spaces=st.lists(st.booleans(), max_size=42),
+    sent_starts=st.lists(st.booleans(), max_size=42),
+    matched=st.booleans(),
+    spec=SPEC,
+    max_length=st.sampled_from([12, 512]),
+    pooling=st.sampled_from(list(Pooling)),
+)
+def test_any_words_give_one_row_per_word_or_a_named_error(
+    tokenizer: Any,
+    spacy_words: validation.SpacyWords,
+    words: list[str],
+    spaces: list[bool],
+    sent_starts: list[bool],
+    matched: bool,
+    spec: SpanSpec,
+    max_length: int,
+    pooling: Pooling,
+) -> None:
     if matched:  # mostly well-formed: lengths that agree (or are left empty)
         spaces = (spaces + [True] * len(words))[: len(words)]
         sent_starts = sent_starts[: len(words)] if len(sent_starts) >= len(words) else []
-    out = rows_or_named_error(tokenizer, spacy_words, DocInput("d", words, spaces, "", sent_starts), spec, max_length, pooling)
+    out = rows_or_named_error(
+        tokenizer, spacy_words, DocInput("d", words, spaces, "", sent_starts), spec, max_length, pooling
+    )
     if out is not None:
         assert len(out) == len(words)
 
 
 @SETTINGS
-@given(text=st.text(st.characters(codec="utf-8"), max_size=120) | st.text("ab. !?\n'-", max_size=120),
-       lang=st.sampled_from(["", "en", "de", "xx", "EN", "zz", "e", "engl"]), spec=SPEC, pooling=st.sampled_from(list(Pooling)))
-def test_any_text_gives_one_row_per_server_token_or_a_named_error(tokenizer: Any, spacy_words: validation.SpacyWords, text: str, lang: str, spec: SpanSpec, pooling: Pooling) -> None:
+@given(
+    text=st.text(st.characters(codec="utf-8"), max_size=120) | st.text("ab. !?\n'-", max_size=120),
+    lang=st.sampled_from(["", "en", "de", "xx", "EN", "zz", "e", "engl"]),
+    spec=SPEC,
+    pooling=st.sampled_from(list(Pooling)),
+)
+def test_any_text_gives_one_row_per_server_token_or_a_named_error(
+    tokenizer: Any, spacy_words: validation.SpacyWords, text: str, lang: str, spec: SpanSpec, pooling: Pooling
+) -> None:
     rows_or_named_error(tokenizer, spacy_words, DocInput("t", text=text, lang=lang), spec, 512, pooling)
 
 
 @SETTINGS
-@given(data=st.binary(max_size=300) | st.builds(lambda d, cut: d[:cut], st.sampled_from([
-    pb.EmbedRequest(docs=[pb.Doc(id="a", words=["x", "y"], spaces=[True, False])]).SerializeToString(),
-    pb.EmbedRequest(options=pb.EmbedOptions(spans=pb.Spans(kind=4, window=8, stride=4), hidden_layers=[1]), docs=[pb.Doc(text="Hi there.")]).SerializeToString(),
-]), st.integers(0, 60)))
+@given(
+    data=st.binary(max_size=300)
+    | st.builds(
+        lambda d, cut: d[:cut],
+        st.sampled_from(
+            [
+                pb.EmbedRequest(docs=[pb.Doc(id="a", words=["x", "y"], spaces=[True, False])]).SerializeToString(),
+                pb.EmbedRequest(
+                    options=pb.EmbedOptions(spans=pb.Spans(kind=4, window=8, stride=4), hidden_layers=[1]),
+                    docs=[pb.Doc(text="Hi there.")],
+                ).SerializeToString(),
+            ]
+        ),
+        st.integers(0, 60),
+    )
+)
 def test_parsing_any_bytes_never_raises(data: bytes) -> None:
     for message in (pb.EmbedRequest, pb.EmbedStreamRequest, pb.TokenizeRequest, pb.InfoRequest):
         parsed = _lenient(message)(data)
@@ -139,6 +202,7 @@ def test_spacy_vocab_stays_bounded(spacy_words: validation.SpacyWords, monkeypat
 
 # ---------------------------------------------------------------- over the wire
 
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
     with fake_server() as srv:
@@ -146,8 +210,10 @@ def server() -> Iterator[Any]:
 
 
 @settings(deadline=None, database=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
-@given(docs=st.lists(st.tuples(st.lists(WORD, max_size=30), st.lists(st.booleans(), max_size=32)), min_size=1, max_size=4),
-       spans=st.sampled_from(["tokens:128:96", "doc", "sents", "pieces:64:32", "tokens:3:2"]))
+@given(
+    docs=st.lists(st.tuples(st.lists(WORD, max_size=30), st.lists(st.booleans(), max_size=32)), min_size=1, max_size=4),
+    spans=st.sampled_from(["tokens:128:96", "doc", "sents", "pieces:64:32", "tokens:3:2"]),
+)
 def test_any_doc_over_the_wire(server: Any, docs: list[tuple[list[str], list[bool]]], spans: str) -> None:
     with Client(server.address, spans=spans) as client:
         results = client.embed_results([{"words": w, "spaces": s} for w, s in docs])
@@ -164,29 +230,55 @@ def test_any_doc_over_the_wire(server: Any, docs: list[tuple[list[str], list[boo
 # ---------------------------------------------------------------- atheris
 
 SEEDS = [
-    pb.EmbedRequest(docs=[pb.Doc(id="a", words=["Hello", "world", "!"], spaces=[True, False, False])]).SerializeToString(),
-    pb.EmbedRequest(options=pb.EmbedOptions(spans=pb.Spans(kind=pb.Spans.KIND_SENTS)), docs=[pb.Doc(words=["A", ".", "B", "."])]).SerializeToString(),
-    pb.EmbedRequest(options=pb.EmbedOptions(spans=pb.Spans(kind=pb.Spans.KIND_PIECES, window=8, stride=4), pooling=2), docs=[pb.Doc(text="I can't go.")]).SerializeToString(),
-    pb.EmbedRequest(options=pb.EmbedOptions(spans=pb.Spans(kind=pb.Spans.KIND_TOKENS, window=3, stride=2), hidden_layers=[0, -1], outputs=[1, 2, 3]),
-                    docs=[pb.Doc(id="b", words=["x", "", " ", "😀"], sent_starts=[True, False, True, False])]).SerializeToString(),
+    pb.EmbedRequest(
+        docs=[pb.Doc(id="a", words=["Hello", "world", "!"], spaces=[True, False, False])]
+    ).SerializeToString(),
+    pb.EmbedRequest(
+        options=pb.EmbedOptions(spans=pb.Spans(kind=pb.Spans.KIND_SENTS)), docs=[pb.Doc(words=["A", ".", "B", "."])]
+    ).SerializeToString(),
+    pb.EmbedRequest(
+        options=pb.EmbedOptions(spans=pb.Spans(kind=pb.Spans.KIND_PIECES, window=8, stride=4), pooling=2),
+        docs=[pb.Doc(text="I can't go.")],
+    ).SerializeToString(),
+    pb.EmbedRequest(
+        options=pb.EmbedOptions(
+            spans=pb.Spans(kind=pb.Spans.KIND_TOKENS, window=3, stride=2), hidden_layers=[0, -1], outputs=[1, 2, 3]
+        ),
+        docs=[pb.Doc(id="b", words=["x", "", " ", "😀"], sent_starts=[True, False, True, False])],
+    ).SerializeToString(),
     pb.EmbedRequest(docs=[pb.Doc(text="Bonjour le monde.", lang="fr"), pb.Doc()]).SerializeToString(),
 ]
 
 
 def test_atheris_parse_and_validate(tmp_path: Path) -> None:
-    pytest.importorskip("atheris", reason="atheris is in the test extra; it ships Linux wheels for CPython <= 3.11 (3.0.0)")
+    pytest.importorskip(
+        "atheris", reason="atheris is in the test extra; it ships Linux wheels for CPython <= 3.11 (3.0.0)"
+    )
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i, seed in enumerate(SEEDS):
         (corpus / f"seed-{i}").write_bytes(seed)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, str(TARGET), f"-max_total_time={FUZZ_SECONDS}", "-max_len=2048", "-rss_limit_mb=2048", "-timeout=30",
-         f"-artifact_prefix={tmp_path}/", str(corpus)],
-        capture_output=True, text=True, timeout=FUZZ_SECONDS + 180, env=env,
+        [
+            sys.executable,
+            str(TARGET),
+            f"-max_total_time={FUZZ_SECONDS}",
+            "-max_len=2048",
+            "-rss_limit_mb=2048",
+            "-timeout=30",
+            f"-artifact_prefix={tmp_path}/",
+            str(corpus),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=FUZZ_SECONDS + 180,
+        env=env,
     )
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, f"the fuzzer found a crash (its input is in {tmp_path}):\n{tail}"
     done = re.search(r"Done (\d+) runs in (\d+) second", proc.stderr)
     assert done, tail
-    print(f"R10 atheris: {done.group(1)} inputs in {done.group(2)} s, 0 crashes, corpus {len(list(corpus.iterdir()))} files")
+    print(
+        f"R10 atheris: {done.group(1)} inputs in {done.group(2)} s, 0 crashes, corpus {len(list(corpus.iterdir()))} files"
+    )

@@ -44,7 +44,9 @@ def idle(engine: Engine) -> None:
     wait_until(lambda: engine.scheduler.queued == (0, 0) and engine.scheduler._idle, 10, "an idle model")
 
 
-def test_a_small_call_to_an_idle_model_is_prepared_on_its_thread_a_large_one_in_the_pool(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_small_call_to_an_idle_model_is_prepared_on_its_thread_a_large_one_in_the_pool(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = server.server.engines[0]
     threads = spy(engine, monkeypatch)
     small = [["a", "small", "doc"], ["and", "another"]]
@@ -76,16 +78,25 @@ def test_a_bad_doc_on_the_idle_path_fails_alone(server: ServerThread) -> None:
     engine = server.server.engines[0]
     with tokvec.Client(server.address, timeout=30) as client:
         idle(engine)
-        good, bad = client.embed_results([{"words": ["fine"], "spaces": [True]}, {"words": ["two", "words"], "spaces": [True]}])
+        good, bad = client.embed_results(
+            [{"words": ["fine"], "spaces": [True]}, {"words": ["two", "words"], "spaces": [True]}]
+        )
     assert good.error is None and good.rows.shape == (1, 384)
-    assert bad.error is not None and bad.error.code == grpc.StatusCode.INVALID_ARGUMENT and "docs[1].spaces" in str(bad.error), bad.error
+    assert (
+        bad.error is not None
+        and bad.error.code == grpc.StatusCode.INVALID_ARGUMENT
+        and "docs[1].spaces" in str(bad.error)
+    ), bad.error
 
 
-def test_a_doc_whose_deadline_passes_while_it_is_prepared_never_reaches_the_model(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_doc_whose_deadline_passes_while_it_is_prepared_never_reaches_the_model(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = server.server.engines[0]
     faults = server.runner.faults
     threads = spy(engine, monkeypatch, before=lambda: time.sleep(0.5))
     zebra = server.runner.tokenizer.convert_tokens_to_ids("zebra")
+
     # The call ends at its deadline and cancels its doc, or the doc's own deadline drops it.
     def dropped_now() -> int:
         return engine.scheduler.dropped["deadline"] + engine.scheduler.dropped["cancelled"]
@@ -102,7 +113,9 @@ def test_a_doc_whose_deadline_passes_while_it_is_prepared_never_reaches_the_mode
     assert not any(zebra in row for row in list(faults.calls)[calls:])
 
 
-def test_an_unexpected_error_on_the_idle_path_fails_the_call_not_the_server(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_error_on_the_idle_path_fails_the_call_not_the_server(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = server.server.engines[0]
 
     def broken() -> None:

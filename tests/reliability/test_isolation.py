@@ -51,8 +51,18 @@ class Report:
     max_diff: float = 0.0
 
 
-def run_rounds(kit: Batches, chans: list[grpc.Channel], pool: list[Doc], solo: dict[str, np.ndarray], make_poison: Callable[[random.Random], Doc],
-               expect: Callable[[pb.DocResult], bool], n_batches: int, seed: int, calls: list[list[int]], options: pb.EmbedOptions | None = None) -> Report:
+def run_rounds(
+    kit: Batches,
+    chans: list[grpc.Channel],
+    pool: list[Doc],
+    solo: dict[str, np.ndarray],
+    make_poison: Callable[[random.Random], Doc],
+    expect: Callable[[pb.DocResult], bool],
+    n_batches: int,
+    seed: int,
+    calls: list[list[int]],
+    options: pb.EmbedOptions | None = None,
+) -> Report:
     """n_batches rounds of one batch each: 1-31 docs from the pool and one poison doc, spread
     over the 8 clients. ``calls`` is the model's call log (first piece of each row)."""
     rng = random.Random(seed)
@@ -98,6 +108,7 @@ def check(report: Report, n_batches: int) -> None:
 
 # ---------------------------------------------------------------- the fake runner
 
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerThread]:
     with fake_server() as srv:
@@ -124,7 +135,9 @@ def chans(server: ServerThread) -> Iterator[list[grpc.Channel]]:
         ch.close()
 
 
-def inject(server: ServerThread, maker: DocMaker, kind: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Callable[[random.Random], Doc], Callable[[pb.DocResult], bool]]:
+def inject(
+    server: ServerThread, maker: DocMaker, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Callable[[random.Random], Doc], Callable[[pb.DocResult], bool]]:
     """Arm one fault on a fresh marker word; poison docs carry that word somewhere after their key."""
     word, piece = maker.reserve()
     faults = server.runner.faults
@@ -151,28 +164,52 @@ def inject(server: ServerThread, maker: DocMaker, kind: str, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("kind", ["raise", "nan", "inf"])
-def test_poison_fails_alone(server: ServerThread, maker: DocMaker, pool: tuple[list[Doc], dict[str, np.ndarray]], chans: list[grpc.Channel], kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poison_fails_alone(
+    server: ServerThread,
+    maker: DocMaker,
+    pool: tuple[list[Doc], dict[str, np.ndarray]],
+    chans: list[grpc.Channel],
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     make_poison, expect = inject(server, maker, kind, monkeypatch)
     kit = Batches(server)
     splits = kit.engine.worker.stats["bisections"]
-    report = run_rounds(kit, chans, pool[0], pool[1], make_poison, expect, 100, seed=hash(kind) % 1000, calls=kit.faults.calls)
+    report = run_rounds(
+        kit, chans, pool[0], pool[1], make_poison, expect, 100, seed=hash(kind) % 1000, calls=kit.faults.calls
+    )
     check(report, 100)
     if kind == "raise":
         assert kit.engine.worker.stats["bisections"] - splits >= 100  # bisected, not luck
-    print(f"R8 fake {kind}: {report.batches} batches of {min(report.batch_sizes)}-{max(report.batch_sizes)} docs, "
-          f"0 collateral, survivors max |diff| {report.max_diff:.1e}")
+    print(
+        f"R8 fake {kind}: {report.batches} batches of {min(report.batch_sizes)}-{max(report.batch_sizes)} docs, "
+        f"0 collateral, survivors max |diff| {report.max_diff:.1e}"
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["raise", "nan"])
-def test_poison_fails_alone_1000(server: ServerThread, maker: DocMaker, pool: tuple[list[Doc], dict[str, np.ndarray]], chans: list[grpc.Channel], kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poison_fails_alone_1000(
+    server: ServerThread,
+    maker: DocMaker,
+    pool: tuple[list[Doc], dict[str, np.ndarray]],
+    chans: list[grpc.Channel],
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     make_poison, expect = inject(server, maker, kind, monkeypatch)
     kit = Batches(server)
     report = run_rounds(kit, chans, pool[0], pool[1], make_poison, expect, 1000, seed=7, calls=kit.faults.calls)
     check(report, 1000)
 
 
-def test_non_finite_outside_the_token_rows_still_fails_the_doc(server: ServerThread, maker: DocMaker, pool: tuple[list[Doc], dict[str, np.ndarray]], chans: list[grpc.Channel], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_outside_the_token_rows_still_fails_the_doc(
+    server: ServerThread,
+    maker: DocMaker,
+    pool: tuple[list[Doc], dict[str, np.ndarray]],
+    chans: list[grpc.Channel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """NaN only in the [CLS] row: no token row pools it, but the doc vector and the piece rows
     would carry it to the caller. The doc must fail alone all the same."""
     word, piece = maker.reserve()
@@ -187,12 +224,28 @@ def test_non_finite_outside_the_token_rows_still_fails_the_doc(server: ServerThr
     monkeypatch.setattr(server.runner, "forward", nan_at_cls)
     options = pb.EmbedOptions(outputs=[pb.OUTPUT_TOKENS, pb.OUTPUT_DOC_VECTOR, pb.OUTPUT_PIECES])
     kit = Batches(server)
-    report = run_rounds(kit, chans, pool[0], pool[1], lambda rng: maker.doc(rng.randint(1, 12), insert=word),
-                        lambda r: r.error.code == INTERNAL and r.error.message == NON_FINITE, 10, seed=3, calls=kit.faults.calls, options=options)
+    report = run_rounds(
+        kit,
+        chans,
+        pool[0],
+        pool[1],
+        lambda rng: maker.doc(rng.randint(1, 12), insert=word),
+        lambda r: r.error.code == INTERNAL and r.error.message == NON_FINITE,
+        10,
+        seed=3,
+        calls=kit.faults.calls,
+        options=options,
+    )
     check(report, 10)
 
 
-def test_negative_control_without_bisection_the_batch_fails_together(server: ServerThread, maker: DocMaker, pool: tuple[list[Doc], dict[str, np.ndarray]], chans: list[grpc.Channel], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_negative_control_without_bisection_the_batch_fails_together(
+    server: ServerThread,
+    maker: DocMaker,
+    pool: tuple[list[Doc], dict[str, np.ndarray]],
+    chans: list[grpc.Channel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Switch bisection off (a failed batch fails every doc in it): the same check must fail."""
 
     def fail_whole_batch(self: ModelWorker, spans: list[Any]) -> None:
@@ -215,6 +268,7 @@ def test_negative_control_without_bisection_the_batch_fails_together(server: Ser
 
 # ---------------------------------------------------------------- the real model
 
+
 @pytest.fixture(scope="module")
 def real() -> Iterator[ServerThread]:
     server = ServerThread(Settings(models=(ModelSettings(device="cpu"),)))
@@ -223,13 +277,17 @@ def real() -> Iterator[ServerThread]:
 
 
 @pytest.mark.parametrize("kind", ["raise", "nan"])
-def test_poison_fails_alone_on_minilm(real: ServerThread, ewt_docs: list[dict[str, Any]], kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poison_fails_alone_on_minilm(
+    real: ServerThread, ewt_docs: list[dict[str, Any]], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     maker = DocMaker(real.runner.tokenizer, seed=5)
     ewt_words = {w.lower() for d in ewt_docs for w in d["words"]}
     word, piece = maker.reserve()
     while word in ewt_words:
         word, piece = maker.reserve()
-    pool = [Doc(f"ewt-{i}", d["words"][:40], spaces=d["spaces"][:40]) for i, d in enumerate(ewt_docs[:64]) if d["words"]]
+    pool = [
+        Doc(f"ewt-{i}", d["words"][:40], spaces=d["spaces"][:40]) for i, d in enumerate(ewt_docs[:64]) if d["words"]
+    ]
     kit = Batches(real)
     solo = kit.solo(pool)
     calls: list[list[int]] = []
@@ -252,7 +310,9 @@ def test_poison_fails_alone_on_minilm(real: ServerThread, ewt_docs: list[dict[st
         at = rng.randint(1, len(d.words))
         spaces = list(d.spaces or [])
         spaces[at - 1] = True  # else the marker glues onto the word before it: other pieces
-        return Doc(f"poison-{rng.random()}", d.words[:at] + [word] + d.words[at:], spaces=spaces[:at] + [True] + spaces[at:])
+        return Doc(
+            f"poison-{rng.random()}", d.words[:at] + [word] + d.words[at:], spaces=spaces[:at] + [True] + spaces[at:]
+        )
 
     def expect(result: pb.DocResult) -> bool:
         ok = RAISED.match(result.error.message) if kind == "raise" else result.error.message == NON_FINITE
@@ -264,6 +324,8 @@ def test_poison_fails_alone_on_minilm(real: ServerThread, ewt_docs: list[dict[st
     finally:
         for ch in chans:
             ch.close()
-    print(f"R8 MiniLM {kind}: {report.batches} batches of {min(report.batch_sizes)}-{max(report.batch_sizes)} docs, "
-          f"0 collateral, survivors max |diff| {report.max_diff:.1e}")
+    print(
+        f"R8 MiniLM {kind}: {report.batches} batches of {min(report.batch_sizes)}-{max(report.batch_sizes)} docs, "
+        f"0 collateral, survivors max |diff| {report.max_diff:.1e}"
+    )
     check(report, 12)

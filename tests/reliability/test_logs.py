@@ -51,7 +51,9 @@ def test_the_server_writes_only_json_lines() -> None:
     assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
 
 
-def test_a_model_failure_is_logged_with_the_id_its_caller_got(fake_server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_model_failure_is_logged_with_the_id_its_caller_got(
+    fake_server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
     tokenizer = fake_server.runner.tokenizer
     fake_server.runner.faults.poison_id = tokenizer.convert_tokens_to_ids("poison")
     with tokvec.Client(fake_server.address) as client, caplog.at_level(logging.ERROR, logger="tokvec"):

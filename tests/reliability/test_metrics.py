@@ -49,7 +49,10 @@ def test_every_family_moves_with_its_event(tmp_path: Path) -> None:
         with tokvec.Client(server.address, timeout=60) as client:
             model = client.info().model.name
             rows = client.embed(ewt_docs(20))
-            with tokvec.Client(server.address, model="no-such-model") as stranger, pytest.raises(tokvec.ServerError) as unknown:
+            with (
+                tokvec.Client(server.address, model="no-such-model") as stranger,
+                pytest.raises(tokvec.ServerError) as unknown,
+            ):
                 stranger.embed(ewt_docs(1))
             # 48 long docs at 512 pieces a batch take many batches: after the first result the
             # rest are still queued. A call that would pass max_queued_docs now is refused before
@@ -68,9 +71,15 @@ def test_every_family_moves_with_its_event(tmp_path: Path) -> None:
         return one(after, name, **labels) - one(before, name, **labels)
 
     m = {"model": model}
-    print(f"metrics: admitted {moved('tokvec_admitted_docs_total', **m):.0f}, batches {moved('tokvec_batches_total', **m):.0f}, "
-          f"cancelled {moved('tokvec_dropped_docs_total', **m, reason='cancelled'):.0f}, padding {one(after, 'tokvec_padding_efficiency', **m):.3f}")
-    assert len(rows) == 20 and unknown.value.code.name == "INVALID_ARGUMENT" and overloaded.value.code.name == "RESOURCE_EXHAUSTED"
+    print(
+        f"metrics: admitted {moved('tokvec_admitted_docs_total', **m):.0f}, batches {moved('tokvec_batches_total', **m):.0f}, "
+        f"cancelled {moved('tokvec_dropped_docs_total', **m, reason='cancelled'):.0f}, padding {one(after, 'tokvec_padding_efficiency', **m):.3f}"
+    )
+    assert (
+        len(rows) == 20
+        and unknown.value.code.name == "INVALID_ARGUMENT"
+        and overloaded.value.code.name == "RESOURCE_EXHAUSTED"
+    )
     assert moved("tokvec_admitted_docs_total", **m) == 20 + 48  # the refused calls took no place
     assert moved("tokvec_batches_total", **m) >= 2
     assert moved("tokvec_batch_spans_count", **m) == moved("tokvec_batches_total", **m)

@@ -58,7 +58,9 @@ def arm(server: ServerThread, kind: str, above: int, monkeypatch: pytest.MonkeyP
     return sizes
 
 
-def send_batch(kit: Batches, chans: list[Any], docs: list[Doc], options: pb.EmbedOptions | None = None, together: bool = True) -> dict[str, pb.DocResult]:
+def send_batch(
+    kit: Batches, chans: list[Any], docs: list[Doc], options: pb.EmbedOptions | None = None, together: bool = True
+) -> dict[str, pb.DocResult]:
     """Send docs from every client; ``together``: queue them all, then let them go as one batch
     (else the scheduler packs them as it would). Every result by doc id."""
     if together:
@@ -66,7 +68,9 @@ def send_batch(kit: Batches, chans: list[Any], docs: list[Doc], options: pb.Embe
     else:
         kit.open()
     before = kit.queued_docs()
-    calls = [(embed_call(chans[i % len(chans)], docs[i :: len(chans)], options)) for i in range(min(len(chans), len(docs)))]
+    calls = [
+        (embed_call(chans[i % len(chans)], docs[i :: len(chans)], options)) for i in range(min(len(chans), len(docs)))
+    ]
     if together:
         kit.wait_queued(before + len(docs))
         kit.flush()
@@ -74,7 +78,9 @@ def send_batch(kit: Batches, chans: list[Any], docs: list[Doc], options: pb.Embe
 
 
 @pytest.mark.parametrize("kind", ["hook", "torch"])
-def test_oom_splits_retries_and_lowers_the_budget(server: ServerThread, kit: Batches, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oom_splits_retries_and_lowers_the_budget(
+    server: ServerThread, kit: Batches, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     maker = DocMaker(server.runner.tokenizer, seed=31 + len(kind))
     first = [maker.doc(98) for _ in range(32)]  # 100 pieces each with [CLS] and [SEP]
     second = [maker.doc(98) for _ in range(32)]
@@ -101,12 +107,16 @@ def test_oom_splits_retries_and_lowers_the_budget(server: ServerThread, kit: Bat
     # The adaptive cap: the next 32 docs were packed under the lowered budget, no OOM at all.
     assert stats["oom_splits"] == splits_after_first
     assert max(sizes[n_first:]) <= budget
-    print(f"R9 {kind}: 32 x 100-piece docs, forwards {sizes[:n_first]} (OOM above {OOM_ABOVE}), budget 4096 -> {budget}, "
-          f"then {len(sizes) - n_first} forwards of <= {max(sizes[n_first:])} pieces, 0 errors")
+    print(
+        f"R9 {kind}: 32 x 100-piece docs, forwards {sizes[:n_first]} (OOM above {OOM_ABOVE}), budget 4096 -> {budget}, "
+        f"then {len(sizes) - n_first} forwards of <= {max(sizes[n_first:])} pieces, 0 errors"
+    )
 
 
 @pytest.mark.parametrize("kind", ["hook", "torch"])
-def test_a_doc_too_large_alone_is_too_large_for_the_device(server: ServerThread, kit: Batches, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_doc_too_large_alone_is_too_large_for_the_device(
+    server: ServerThread, kit: Batches, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     maker = DocMaker(server.runner.tokenizer, seed=41 + len(kind))
     small = [maker.doc() for _ in range(15)]
     huge = maker.doc(398)  # one span of 400 pieces with spans=doc
@@ -123,8 +133,10 @@ def test_a_doc_too_large_alone_is_too_large_for_the_device(server: ServerThread,
             ch.close()
     bad = got[huge.id]
     assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert bad.error.message == ("a span of 400 pieces does not fit in device memory, even in a batch of its own: "
-                                 "ask for shorter spans (a smaller window in options.spans), or send shorter docs")
+    assert bad.error.message == (
+        "a span of 400 pieces does not fit in device memory, even in a batch of its own: "
+        "ask for shorter spans (a smaller window in options.spans), or send shorter docs"
+    )
     assert all(not got[d.id].HasField("error") for d in small), "a batch-mate of the huge doc failed"
     assert max(float(np.abs(rows(got[d.id]) - solo[d.id]).max()) for d in small) == 0.0
 
@@ -133,7 +145,9 @@ def test_a_doc_too_large_alone_is_too_large_for_the_device(server: ServerThread,
 def test_real_cuda_oom_splits_and_retries(ewt_docs: list[dict[str, Any]]) -> None:
     """The real model on a GPU whose memory this process may use is capped at 1 GiB: a batch of
     128 x 512 pieces runs out for real (its attention scores alone are 1.6 GB), halves do not."""
-    server = ServerThread(Settings(models=(ModelSettings(device="cuda", dtype="float32", batching=Batching(max_batch_items=65536)),)))
+    server = ServerThread(
+        Settings(models=(ModelSettings(device="cuda", dtype="float32", batching=Batching(max_batch_items=65536)),))
+    )
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction((1 << 30) / total)
     try:

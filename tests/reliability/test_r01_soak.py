@@ -64,15 +64,39 @@ def timeline(t: Timings) -> str:
     return " ".join(f"{s}:{np.median(lat[second == s]):.0f}/{lat[second == s].max():.0f}" for s in np.unique(second))
 
 
-@pytest.mark.parametrize("seconds,streams,latency_line", [(60, 32, False), pytest.param(600, 32, True, marks=[pytest.mark.slow, pytest.mark.timeout(1200)])])
+@pytest.mark.parametrize(
+    "seconds,streams,latency_line",
+    [(60, 32, False), pytest.param(600, 32, True, marks=[pytest.mark.slow, pytest.mark.timeout(1200)])],
+)
 def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int, latency_line: bool) -> None:
-    sat = saturation(server.address, tmp_path / "sat.tsv", 8, streams=8, window=8, args=("--max-words", MAX_WORDS, "--max-chars", MAX_CHARS))
+    sat = saturation(
+        server.address,
+        tmp_path / "sat.tsv",
+        8,
+        streams=8,
+        window=8,
+        args=("--max-words", MAX_WORDS, "--max-chars", MAX_CHARS),
+    )
     time.sleep(1.0)  # the saturation clients have gone: this is the idle baseline
     baseline = idle(server)
 
     sampler = Sampler(server.proc.pid, every=0.5)
-    soak = Load(server.address, tmp_path / "soak.tsv", "--mode", "stream", "--streams", str(streams), "--rate", str(sat / 2),
-                "--duration", str(seconds), "--max-words", MAX_WORDS, "--max-chars", MAX_CHARS)
+    soak = Load(
+        server.address,
+        tmp_path / "soak.tsv",
+        "--mode",
+        "stream",
+        "--streams",
+        str(streams),
+        "--rate",
+        str(sat / 2),
+        "--duration",
+        str(seconds),
+        "--max-words",
+        MAX_WORDS,
+        "--max-chars",
+        MAX_CHARS,
+    )
     started = time.monotonic()
     summary = soak.join(seconds + 120)
     ended = time.monotonic()
@@ -109,9 +133,11 @@ def test_soak(server: ServerProcess, tmp_path: Path, seconds: int, streams: int,
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last seen {seen[-1:]}") from None
     after = seen[-1]
-    print(f"R1: saturation {sat:.1f} docs/s; {summary['sent']} docs over {streams} streams in {seconds} s at {sat / 2:.1f} docs/s; "
-          f"p50 {p50 * 1e3:.0f} ms p99 {p99 * 1e3:.0f} ms ({p99 / p50:.1f}x); RSS {rss_20 / 2**20:.1f} -> {rss_100 / 2**20:.1f} MiB; "
-          f"fds/threads/tasks {baseline} -> {after}")
+    print(
+        f"R1: saturation {sat:.1f} docs/s; {summary['sent']} docs over {streams} streams in {seconds} s at {sat / 2:.1f} docs/s; "
+        f"p50 {p50 * 1e3:.0f} ms p99 {p99 * 1e3:.0f} ms ({p99 / p50:.1f}x); RSS {rss_20 / 2**20:.1f} -> {rss_100 / 2**20:.1f} MiB; "
+        f"fds/threads/tasks {baseline} -> {after}"
+    )
     assert rss_100 - rss_20 <= 8e6
     if latency_line:
         assert p99 <= 4 * p50, f"p99 {p99 * 1e3:.0f} ms > 4x p50 {p50 * 1e3:.0f} ms; second: p50/max ms {timeline(t)}"
@@ -143,7 +169,20 @@ def test_the_leak_checks_catch_a_leak(tmp_path: Path) -> None:
         time.sleep(0.5)
         baseline = idle(server)
         sampler = Sampler(server.proc.pid, every=0.25)
-        load = Load(server.address, tmp_path / "leak.tsv", "--mode", "stream", "--streams", "8", "--rate", "100", "--duration", "6", "--max-words", MAX_WORDS)
+        load = Load(
+            server.address,
+            tmp_path / "leak.tsv",
+            "--mode",
+            "stream",
+            "--streams",
+            "8",
+            "--rate",
+            "100",
+            "--duration",
+            "6",
+            "--max-words",
+            MAX_WORDS,
+        )
         started = time.monotonic()
         load.join(60)
         ended = time.monotonic()
@@ -153,6 +192,8 @@ def test_the_leak_checks_catch_a_leak(tmp_path: Path) -> None:
     finally:
         server.stop()
     span = ended - started
-    grew = sampler.rss_between(started + 0.9 * span, ended) - sampler.rss_between(started + 0.15 * span, started + 0.25 * span)
+    grew = sampler.rss_between(started + 0.9 * span, ended) - sampler.rss_between(
+        started + 0.15 * span, started + 0.25 * span
+    )
     print(f"R1 control: a leaking server grew {grew / 2**20:.0f} MiB over the run; tasks {baseline[2]} -> {after[2]}")
     assert grew > 8e6 and after[2] > baseline[2]

@@ -76,7 +76,20 @@ def flood(request: pytest.FixtureRequest, server: ServerProcess, tmp_path_factor
     solo_p50, solo_p99 = pct(solo_t.latency, 50), pct(solo_t.latency, 99)
 
     # Saturation: enough calls in flight to keep every batch full, never past the queue bound.
-    sat = Load(address, folder / "sat.tsv", "--mode", "unary", "--streams", "1", "--window", "4", "--batch", "16", "--duration", "5")
+    sat = Load(
+        address,
+        folder / "sat.tsv",
+        "--mode",
+        "unary",
+        "--streams",
+        "1",
+        "--window",
+        "4",
+        "--batch",
+        "16",
+        "--duration",
+        "5",
+    )
     sat.join()
     sat_t = sat.timings()
     assert sat_t.ok.all(), sat_t.codes()
@@ -87,7 +100,22 @@ def flood(request: pytest.FixtureRequest, server: ServerProcess, tmp_path_factor
     probe = HealthProbe(address, every=0.02)
     light = Load(address, folder / "light.tsv", *LIGHT, "--duration", str(seconds + 4))
     time.sleep(1.0)
-    flood = Load(address, folder / "flood.tsv", "--mode", "unary", "--streams", "1", "--batch", "16", "--rate", str(3 * saturation), "--duration", str(seconds), "--timeout", "30")
+    flood = Load(
+        address,
+        folder / "flood.tsv",
+        "--mode",
+        "unary",
+        "--streams",
+        "1",
+        "--batch",
+        "16",
+        "--rate",
+        str(3 * saturation),
+        "--duration",
+        str(seconds),
+        "--timeout",
+        "30",
+    )
     rejection = rejected_message(address)
     flood.join(seconds + 60)
     flood_end = time.monotonic()
@@ -106,8 +134,21 @@ def flood(request: pytest.FixtureRequest, server: ServerProcess, tmp_path_factor
         f"p99 {pct(under_flood.latency, 99) * 1e3:.0f} ms, codes {under_flood.codes()}; health p99 {pct(probe.latencies(), 99) * 1e3:.1f} ms {probe.statuses()}"
     )
     print(figures)
-    return Flood(figures, saturation, goodput, flood_t.codes(), len(rejected), rejection, pct(rejected.service_time, 99), probe.statuses(),
-                 solo_p99, seconds >= 60, under_flood, light_t.where(light_t.t_sched > flood_end), flood_end)
+    return Flood(
+        figures,
+        saturation,
+        goodput,
+        flood_t.codes(),
+        len(rejected),
+        rejection,
+        pct(rejected.service_time, 99),
+        probe.statuses(),
+        solo_p99,
+        seconds >= 60,
+        under_flood,
+        light_t.where(light_t.t_sched > flood_end),
+        flood_end,
+    )
 
 
 def test_overload_is_refused_by_name_while_health_and_the_light_client_hold(flood: Flood) -> None:
@@ -192,7 +233,9 @@ def test_a_client_that_never_reads_cannot_grow_server_memory(server: ServerProce
             return at_4s, rss_4s - baseline, at_8s, rss_8s - baseline
 
     at_4s, grew_4s, at_8s, grew_8s = asyncio.run(never_read())
-    print(f"R2: a never-reading stream got {at_4s} docs in by 4 s, {at_8s} by 8 s; server RSS +{grew_4s / 2**20:.1f} MiB, then +{grew_8s / 2**20:.1f} MiB")
+    print(
+        f"R2: a never-reading stream got {at_4s} docs in by 4 s, {at_8s} by 8 s; server RSS +{grew_4s / 2**20:.1f} MiB, then +{grew_8s / 2**20:.1f} MiB"
+    )
     assert at_8s == at_4s, "the server kept reading a stream whose responses nobody reads"
     # The bound: 256 docs in flight plus what HTTP/2 flow-control windows hold.
     assert grew_8s - grew_4s <= 4 * 2**20 and grew_8s <= 64 * 2**20

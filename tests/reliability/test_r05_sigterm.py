@@ -65,7 +65,10 @@ class NeverReads(threading.Thread):
         async def main() -> None:
             async with grpc.aio.insecure_channel(self.address) as channel:
                 call = pb_grpc.EmbedServiceStub(channel).EmbedStream()  # type: ignore[no-untyped-call]
-                request = pb.EmbedStreamRequest(options=pb.EmbedOptions(model="never"), docs=[pb.Doc(words=["never", "reads"] * 32, spaces=[True] * 64)] * 16)
+                request = pb.EmbedStreamRequest(
+                    options=pb.EmbedOptions(model="never"),
+                    docs=[pb.Doc(words=["never", "reads"] * 32, spaces=[True] * 64)] * 16,
+                )
                 try:
                     while not self.stop.is_set():
                         await asyncio.wait_for(call.write(request), 0.5)
@@ -88,11 +91,30 @@ def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
     metrics = metrics_address(server)
     warmup = admitted(metrics)
     never = NeverReads(server.address)
-    load = Load(server.address, tmp_path / "load.tsv", "--mode", "stream", "--streams", "16", "--count", "64", "--window", "64", "--batch", "16", "--max-words", "16", "--duration", "60")
+    load = Load(
+        server.address,
+        tmp_path / "load.tsv",
+        "--mode",
+        "stream",
+        "--streams",
+        "16",
+        "--count",
+        "64",
+        "--window",
+        "64",
+        "--batch",
+        "16",
+        "--max-words",
+        "16",
+        "--duration",
+        "60",
+    )
     try:
         load.wait_for("driver: sent", 30)
         wait_until(lambda: never.written > 0, 10, "the never-reading client to send")
-        wait_until(lambda: admitted(metrics) - warmup == 16 * 64, 20, "the server to read every stream's docs", every=0.05)
+        wait_until(
+            lambda: admitted(metrics) - warmup == 16 * 64, 20, "the server to read every stream's docs", every=0.05
+        )
         probe = HealthProbe(server.address, every=0.005)
         time.sleep(0.2)
         server.proc.send_signal(signal.SIGTERM)
@@ -111,10 +133,12 @@ def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
     t = load.timings()
     in_flight = int((t.t_done > signalled).sum())
     flipped = probe.first("NOT_SERVING")
-    print(f"R5: NOT_SERVING {((flipped or 0) - signalled) * 1e3:.0f} ms after SIGTERM; {t.codes()} of {summary['sent']} docs, {in_flight} in flight at the signal, "
-          f"the last answered {t.t_done.max() - signalled:.2f}s after it; "
-          f"new work during drain {during_drain}, after {after_drain}; exit {code} after {exited:.2f}s "
-          f"(drain {DRAIN_S}s + grace {GRACE_S}s); never-reader got {never.written} docs in")
+    print(
+        f"R5: NOT_SERVING {((flipped or 0) - signalled) * 1e3:.0f} ms after SIGTERM; {t.codes()} of {summary['sent']} docs, {in_flight} in flight at the signal, "
+        f"the last answered {t.t_done.max() - signalled:.2f}s after it; "
+        f"new work during drain {during_drain}, after {after_drain}; exit {code} after {exited:.2f}s "
+        f"(drain {DRAIN_S}s + grace {GRACE_S}s); never-reader got {never.written} docs in"
+    )
     assert flipped is not None and flipped - signalled <= 0.100
     assert summary["sent"] == 16 * 64 and t.codes() == {"OK": 16 * 64}
     assert in_flight >= 16 * 64 // 2  # the drain had work to finish
@@ -126,7 +150,18 @@ def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
 def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     config = write_config(tmp_path / "tokvec.toml", CONFIG.replace(f"drain_s = {DRAIN_S}", "drain_s = 30"))
     server = tokvec_serve("--config", config)
-    load = Load(server.address, tmp_path / "load.tsv", "--mode", "stream", "--streams", "4", "--window", "64", "--duration", "60")
+    load = Load(
+        server.address,
+        tmp_path / "load.tsv",
+        "--mode",
+        "stream",
+        "--streams",
+        "4",
+        "--window",
+        "64",
+        "--duration",
+        "60",
+    )
     try:
         time.sleep(0.5)
         server.proc.send_signal(signal.SIGTERM)

@@ -59,7 +59,21 @@ def test_health_while_saturated(tmp_path: Path, latency_line: bool) -> None:
     pinned, and 9.5-12.2 ms with the driver at nice +10 too (3 alternated runs each)."""
     server = serve()
     try:
-        load = Load(server.address, tmp_path / "sat.tsv", "--mode", "stream", "--streams", "8", "--window", "16", "--duration", "12", "--max-words", "32", nice=10)
+        load = Load(
+            server.address,
+            tmp_path / "sat.tsv",
+            "--mode",
+            "stream",
+            "--streams",
+            "8",
+            "--window",
+            "16",
+            "--duration",
+            "12",
+            "--max-words",
+            "32",
+            nice=10,
+        )
         started = time.monotonic()
         probe = HealthProbe(server.address, every=0.02)
         load.join(180)
@@ -69,7 +83,9 @@ def test_health_while_saturated(tmp_path: Path, latency_line: bool) -> None:
     t = load.timings()
     saturated = probe.latencies(since=started + 3, until=t.t_done.max() - 1)
     p50, p99 = pct(saturated, 50), pct(saturated, 99)
-    print(f"R6: health while saturated ({t.throughput():.1f} docs/s): p50 {p50 * 1e3:.1f} ms p99 {p99 * 1e3:.1f} ms over {len(saturated)} probes")
+    print(
+        f"R6: health while saturated ({t.throughput():.1f} docs/s): p50 {p50 * 1e3:.1f} ms p99 {p99 * 1e3:.1f} ms over {len(saturated)} probes"
+    )
     assert t.ok.all() and len(saturated) >= 100
     assert probe.statuses() == {"SERVING"}
     if latency_line:
@@ -98,7 +114,9 @@ def test_bad_input_and_overload_never_flip_readiness() -> None:
             except tokvec.ServerError as exc:
                 codes.append(exc.code.name)
             with grpc.insecure_channel(server.address) as channel:
-                call = channel.unary_stream("/tokvec.v1.EmbedService/Embed", request_serializer=None, response_deserializer=None)
+                call = channel.unary_stream(
+                    "/tokvec.v1.EmbedService/Embed", request_serializer=None, response_deserializer=None
+                )
                 try:
                     list(call(b"\xff\xfe corrupt", timeout=5))
                 except grpc.RpcError as exc:
@@ -145,9 +163,23 @@ sys.exit(main(["serve", "--address", "127.0.0.1:0", *sys.argv[1:]]))
 
 
 def test_a_dead_model_worker_ends_the_process(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "dying.toml", "[[models]]\nbackend = 'fake'\nfake_delay_ms = 20\n[models.batching]\nmax_batch_items = 512\n")
+    config = write_config(
+        tmp_path / "dying.toml",
+        "[[models]]\nbackend = 'fake'\nfake_delay_ms = 20\n[models.batching]\nmax_batch_items = 512\n",
+    )
     server = Spawned([sys.executable, "-c", DYING_SERVER, "--config", config])
-    load = Load(server.address, tmp_path / "load.tsv", "--mode", "stream", "--streams", "4", "--window", "64", "--duration", "30")
+    load = Load(
+        server.address,
+        tmp_path / "load.tsv",
+        "--mode",
+        "stream",
+        "--streams",
+        "4",
+        "--window",
+        "64",
+        "--duration",
+        "30",
+    )
     try:
         load.wait_for("driver: started", 30)
         time.sleep(1.0)  # work queued and in flight beside the fatal batch

@@ -42,7 +42,11 @@ def slowdown() -> float:
 
 def serve(*args: str) -> tuple[int, list[str], float, float]:
     done, wall, cpu = timed([sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args])
-    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip() and not line.startswith("tokvec: listening")]
+    lines = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if line.strip() and not line.startswith("tokvec: listening")
+    ]
     return done.returncode, lines, wall, cpu
 
 
@@ -92,12 +96,20 @@ CASES = {
     "missing model folder": lambda tmp: (["--model", str(tmp / "nowhere")], [str(tmp / "nowhere"), "no such folder"]),
     "negative limit": bad_config("[limits]\nmax_tokens_per_doc = -1\n", "max_tokens_per_doc", "-1"),
     "unknown setting": bad_config("[limits]\nmax_tokens = 5\n", "max_tokens", "unknown setting"),
-    "tiny batch budget": bad_config("[[models]]\nbackend = 'fake'\n[models.batching]\nmax_batch_items = 10\n", "max_batch_items", "10 < 512"),
+    "tiny batch budget": bad_config(
+        "[[models]]\nbackend = 'fake'\n[models.batching]\nmax_batch_items = 10\n", "max_batch_items", "10 < 512"
+    ),
     "unknown backend": bad_config("[[models]]\nbackend = 'fake'\n[[models]]\nbackend = 'tpu'\n", "backend", "'tpu'"),
     "config is not TOML": bad_config("limits = [\n", "tokvec.toml"),
-    "missing token file": lambda tmp: (["--backend", "fake", "--token-file", str(tmp / "tokens")], ["token_file", str(tmp / "tokens")]),
+    "missing token file": lambda tmp: (
+        ["--backend", "fake", "--token-file", str(tmp / "tokens")],
+        ["token_file", str(tmp / "tokens")],
+    ),
     "tls cert without key": lambda tmp: (["--backend", "fake", "--tls-cert", __file__], ["tls_cert and tls_key"]),
-    "token over plaintext off loopback": lambda tmp: (["--backend", "fake", "--address", "0.0.0.0:0", "--token-file", __file__], ["token_file", "plaintext", "0.0.0.0:0"]),
+    "token over plaintext off loopback": lambda tmp: (
+        ["--backend", "fake", "--address", "0.0.0.0:0", "--token-file", __file__],
+        ["token_file", "plaintext", "0.0.0.0:0"],
+    ),
     "bad keepalive": bad_config("keepalive_s = 0\n", "keepalive_s", "positive"),
 }
 
@@ -105,7 +117,9 @@ CASES = {
 def check(case: str, args: list[str], expected: list[str], slowdown: float) -> None:
     code, lines, wall, cpu = serve(*args)
     assert code != 0, lines
-    assert cpu < LIMIT_S and wall < LIMIT_S * slowdown, f"{case}: {wall:.1f}s wall, {cpu:.1f}s CPU, slowdown {slowdown:.1f}"
+    assert cpu < LIMIT_S and wall < LIMIT_S * slowdown, (
+        f"{case}: {wall:.1f}s wall, {cpu:.1f}s CPU, slowdown {slowdown:.1f}"
+    )
     assert len(lines) == 1, f"{case}: {lines}"
     assert all(e in lines[0] for e in expected), f"{case}: {lines[0]!r} should name {expected}"
     assert "Traceback" not in lines[0] and len(lines[0]) < 400

@@ -45,7 +45,9 @@ def code_of(address: str, credentials: tokvec.Credentials | None = None) -> str:
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("auth") / "tokens"
-    path.write_text(f"# tokvec tokens: the new one first, the old one until every client has moved\n{TOKENS[0]}\n\n{TOKENS[1]}\n")
+    path.write_text(
+        f"# tokvec tokens: the new one first, the old one until every client has moved\n{TOKENS[0]}\n\n{TOKENS[1]}\n"
+    )
     return path
 
 
@@ -56,15 +58,18 @@ def token_server(token_file: Path) -> Iterator[ServerThread]:
     server.stop()
 
 
-@pytest.mark.parametrize("token,expected", [
-    (TOKENS[0], "OK"),
-    (TOKENS[1], "OK"),  # rotation: both tokens of the file work at once
-    (None, "UNAUTHENTICATED"),
-    ("wrong", "UNAUTHENTICATED"),
-    (TOKENS[0][:-1], "UNAUTHENTICATED"),  # a prefix of a token
-    (TOKENS[0] + "x", "UNAUTHENTICATED"),
-    ("", "UNAUTHENTICATED"),
-])
+@pytest.mark.parametrize(
+    "token,expected",
+    [
+        (TOKENS[0], "OK"),
+        (TOKENS[1], "OK"),  # rotation: both tokens of the file work at once
+        (None, "UNAUTHENTICATED"),
+        ("wrong", "UNAUTHENTICATED"),
+        (TOKENS[0][:-1], "UNAUTHENTICATED"),  # a prefix of a token
+        (TOKENS[0] + "x", "UNAUTHENTICATED"),
+        ("", "UNAUTHENTICATED"),
+    ],
+)
 def test_bearer_tokens(token_server: ServerThread, token: str | None, expected: str) -> None:
     credentials = tokvec.Credentials(token=token) if token is not None else None
     assert code_of(token_server.address, credentials) == expected
@@ -76,7 +81,9 @@ def test_health_is_exempt(token_server: ServerThread) -> None:
 
 def raw_call(address: str, method: str, payload: bytes, metadata: tuple[tuple[str, str], ...] = ()) -> str:
     with grpc.insecure_channel(address) as channel:
-        call = channel.unary_stream(f"/tokvec.v1.EmbedService/{method}", request_serializer=None, response_deserializer=None)
+        call = channel.unary_stream(
+            f"/tokvec.v1.EmbedService/{method}", request_serializer=None, response_deserializer=None
+        )
         try:
             list(call(payload, timeout=5, metadata=metadata))
         except grpc.RpcError as exc:
@@ -141,7 +148,9 @@ def test_the_token_is_never_logged(tmp_path: Path, token_file: Path) -> None:
 
 def test_no_token_over_plaintext_off_loopback(token_file: Path) -> None:
     # The server refuses to start (R7 checks the line); told to, it serves.
-    server = ServerProcess("--backend", "fake", "--address", "0.0.0.0:0", "--token-file", str(token_file), "--allow-insecure-token")
+    server = ServerProcess(
+        "--backend", "fake", "--address", "0.0.0.0:0", "--token-file", str(token_file), "--allow-insecure-token"
+    )
     try:
         port = server.address.rsplit(":", 1)[1]
         assert code_of(f"127.0.0.1:{port}", tokvec.Credentials(token=TOKENS[0])) == "OK"
@@ -168,9 +177,18 @@ class Pki:
         self.ca, self.client_ca, self.foreign_ca = trustme.CA(), trustme.CA(), trustme.CA()
         now = datetime.datetime.now(datetime.UTC)
         self.server = self.ca.issue_cert("127.0.0.1", "localhost")
-        self.expired_server = self.ca.issue_cert("127.0.0.1", "localhost", not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1))
+        self.expired_server = self.ca.issue_cert(
+            "127.0.0.1",
+            "localhost",
+            not_before=now - datetime.timedelta(days=30),
+            not_after=now - datetime.timedelta(days=1),
+        )
         self.client = self.client_ca.issue_cert("client@tokvec.test")
-        self.expired_client = self.client_ca.issue_cert("client@tokvec.test", not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1))
+        self.expired_client = self.client_ca.issue_cert(
+            "client@tokvec.test",
+            not_before=now - datetime.timedelta(days=30),
+            not_after=now - datetime.timedelta(days=1),
+        )
         self.foreign_client = self.foreign_ca.issue_cert("client@tokvec.test")
 
     def files(self, name: str, leaf: Any) -> tuple[str, str]:
@@ -187,7 +205,9 @@ class Pki:
     def credentials(self, ca: trustme.CA | None = None, leaf: Any = None, **kw: Any) -> tokvec.Credentials:
         chain = b"".join(b.bytes() for b in leaf.cert_chain_pems) if leaf else None
         key = leaf.private_key_pem.bytes() if leaf else None
-        return tokvec.Credentials(tls=True, root_certificates=(ca or self.ca).cert_pem.bytes(), client_cert=chain, client_key=key, **kw)
+        return tokvec.Credentials(
+            tls=True, root_certificates=(ca or self.ca).cert_pem.bytes(), client_cert=chain, client_key=key, **kw
+        )
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +235,9 @@ def test_mutual_tls(pki: Pki) -> None:
     try:
         assert code_of(server.address, pki.credentials(leaf=pki.client)) == "OK"
         assert code_of(server.address, pki.credentials()) == "UNAVAILABLE"  # no client certificate
-        assert code_of(server.address, pki.credentials(leaf=pki.foreign_client)) == "UNAVAILABLE"  # signed by another CA
+        assert (
+            code_of(server.address, pki.credentials(leaf=pki.foreign_client)) == "UNAVAILABLE"
+        )  # signed by another CA
         assert code_of(server.address, pki.credentials(leaf=pki.expired_client)) == "UNAVAILABLE"
         assert code_of(server.address) == "UNAVAILABLE"  # plaintext
         assert code_of(server.address, pki.credentials(leaf=pki.client)) == "OK"  # still serving

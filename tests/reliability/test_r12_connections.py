@@ -52,7 +52,8 @@ def read_frames(sock: socket.socket, frames: list[tuple[int, int, bytes]]) -> No
 def server() -> Iterator[ServerThread]:
     settings = Settings(
         models=(ModelSettings(backend="fake", batching=Batching(max_batch_items=512)),),
-        keepalive_s=1.0, keepalive_timeout_s=1.0,  # test keepalive settings: a silent peer goes in ~2 s
+        keepalive_s=1.0,
+        keepalive_timeout_s=1.0,  # test keepalive settings: a silent peer goes in ~2 s
     )
     server = ServerThread(settings)
     yield server
@@ -114,7 +115,11 @@ def test_a_frozen_peer_and_its_queued_docs_are_dropped(server: ServerThread) -> 
         # SIGSTOP: the kernel still ACKs TCP, but nothing answers HTTP/2 pings any more.
         peer.send_signal(signal.SIGSTOP)
         frozen = time.monotonic()
-        took = wait_until(lambda: engine.scheduler.dropped["cancelled"] > dropped_before and engine.scheduler.queued == (0, 0), 10, "the frozen peer's docs to leave the queue")
+        took = wait_until(
+            lambda: engine.scheduler.dropped["cancelled"] > dropped_before and engine.scheduler.queued == (0, 0),
+            10,
+            "the frozen peer's docs to leave the queue",
+        )
         ran = sum(row.count(zebra) for row in list(faults.calls))
         time.sleep(1.0)
         ran_later = sum(row.count(zebra) for row in list(faults.calls))
@@ -133,7 +138,12 @@ def test_a_frozen_peer_and_its_queued_docs_are_dropped(server: ServerThread) -> 
 
 
 def test_a_second_server_on_the_same_port_fails_to_start(server: ServerThread) -> None:
-    done = subprocess.run([sys.executable, "-m", "tokvec", "serve", "--backend", "fake", "--address", server.address], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tokvec", "serve", "--backend", "fake", "--address", server.address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode != 0
     assert len(lines) == 1 and server.address in lines[0] and "cannot bind" in lines[0], done.stderr

@@ -38,18 +38,46 @@ def test_clients_killed_mid_stream(server: ServerThread, tmp_path: Path, cycles:
     rng = random.Random(13)
     baseline = state(server)
     probe = HealthProbe(server.address, every=0.05)
-    bystander = Load(server.address, tmp_path / "bystander.tsv", "--mode", "stream", "--streams", "4", "--rate", "100", "--duration", str(2 + 2 * cycles))
+    bystander = Load(
+        server.address,
+        tmp_path / "bystander.tsv",
+        "--mode",
+        "stream",
+        "--streams",
+        "4",
+        "--rate",
+        "100",
+        "--duration",
+        str(2 + 2 * cycles),
+    )
     killed_with_work = 0
     for cycle in range(cycles):
-        victim = Load(server.address, tmp_path / f"victim{cycle}.tsv", "--mode", rng.choice(["stream", "unary"]), "--streams", "4", "--window", "64", "--batch", "4", "--duration", "60")
+        victim = Load(
+            server.address,
+            tmp_path / f"victim{cycle}.tsv",
+            "--mode",
+            rng.choice(["stream", "unary"]),
+            "--streams",
+            "4",
+            "--window",
+            "64",
+            "--batch",
+            "4",
+            "--duration",
+            "60",
+        )
         time.sleep(rng.uniform(0.2, 0.8))
         killed_with_work += state(server)[0] > 0
         victim.kill()  # SIGKILL: no goodbye, its connections just die
     summary = bystander.join(120)
-    took = wait_until(lambda: state(server) == baseline, 10, f"per-request state back to {baseline} (now {state(server)})", every=0.05)
+    took = wait_until(
+        lambda: state(server) == baseline, 10, f"per-request state back to {baseline} (now {state(server)})", every=0.05
+    )
     probe.stop()
     t = bystander.timings()
-    print(f"R13: {cycles} clients killed ({killed_with_work} with docs queued); bystander {t.codes()}; state back to {baseline} {took:.2f}s after; health {probe.statuses()}")
+    print(
+        f"R13: {cycles} clients killed ({killed_with_work} with docs queued); bystander {t.codes()}; state back to {baseline} {took:.2f}s after; health {probe.statuses()}"
+    )
     assert t.codes() == {"OK": summary["sent"]} and summary["sent"] > 0
     assert t.accounting(summary["sent_per_conn"]) == {"lost": 0, "duplicated": 0, "reordered": 0}
     assert probe.statuses() == {"SERVING"}
@@ -69,8 +97,35 @@ def test_server_killed_and_restarted_under_load(tmp_path: Path) -> None:
     config = write_config(tmp_path / "tokvec.toml", CONFIG)
     address = f"127.0.0.1:{free_port()}"
     server = tokvec_serve("--config", config, "--address", address)
-    streams = Load(address, tmp_path / "streams.tsv", "--mode", "stream", "--streams", "8", "--rate", "80", "--duration", "16", "--reconnect")
-    unary = Load(address, tmp_path / "unary.tsv", "--mode", "unary", "--streams", "2", "--batch", "4", "--rate", "40", "--duration", "16", "--timeout", "10")
+    streams = Load(
+        address,
+        tmp_path / "streams.tsv",
+        "--mode",
+        "stream",
+        "--streams",
+        "8",
+        "--rate",
+        "80",
+        "--duration",
+        "16",
+        "--reconnect",
+    )
+    unary = Load(
+        address,
+        tmp_path / "unary.tsv",
+        "--mode",
+        "unary",
+        "--streams",
+        "2",
+        "--batch",
+        "4",
+        "--rate",
+        "40",
+        "--duration",
+        "16",
+        "--timeout",
+        "10",
+    )
     try:
         time.sleep(3.0)
         server.proc.kill()  # SIGKILL: nothing drains, nothing says goodbye
@@ -92,7 +147,9 @@ def test_server_killed_and_restarted_under_load(tmp_path: Path) -> None:
     # restart, so it may finish after later calls. Exactly once is what R13 asks of them.
     unary_accounting = u.accounting(unary_summary["sent_per_conn"])
     assert (unary_accounting["lost"], unary_accounting["duplicated"]) == (0, 0), unary_accounting
-    assert set(s.codes()) <= {"OK", "UNAVAILABLE"} and set(u.codes()) <= {"OK", "UNAVAILABLE"}, "".join(streams.lines + unary.lines)
+    assert set(s.codes()) <= {"OK", "UNAVAILABLE"} and set(u.codes()) <= {"OK", "UNAVAILABLE"}, "".join(
+        streams.lines + unary.lines
+    )
     assert len(s) == stream_summary["sent"] and len(u) == unary_summary["sent"]
     # Every stream reconnected (with backoff) and was answered again after the restart.
     after = s.where(s.ok & (s.t_sched > restarted))

@@ -96,7 +96,9 @@ def requirements() -> dict[str, str]:
     """Requirement name -> version specifier, over the base dependencies and every extra."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     found: dict[str, str] = {}
-    for requirement in list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]:
+    for requirement in list(project["dependencies"]) + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]:
         m = re.match(r"^([A-Za-z0-9_.-]+)\s*([^;]*)", requirement)
         assert m, requirement
         found[m.group(1).lower()] = m.group(2).strip()
@@ -118,9 +120,13 @@ def test_grpcio_and_protobuf_are_pinned_where_they_run_and_ranges_where_they_ins
     assert family <= set(pinned), f"not pinned in constraints.txt: {family - set(pinned)}"
     assert len({v for n, v in pinned.items() if n.startswith("grpcio")}) == 1, pinned
     for name in family:
-        assert importlib.metadata.version(name) == pinned[name], f"{name}: installed {importlib.metadata.version(name)}, pinned {pinned[name]}"
+        assert importlib.metadata.version(name) == pinned[name], (
+            f"{name}: installed {importlib.metadata.version(name)}, pinned {pinned[name]}"
+        )
         assert not wanted[name].startswith("=="), f"{name}{wanted[name]}: the library pins it; a range belongs there"
-        assert SpecifierSet(wanted[name]).contains(pinned[name]), f"{name}{wanted[name]} does not admit the pinned {pinned[name]}"
+        assert SpecifierSet(wanted[name]).contains(pinned[name]), (
+            f"{name}{wanted[name]} does not admit the pinned {pinned[name]}"
+        )
 
 
 def test_the_lower_bounds_are_what_the_stubs_need() -> None:

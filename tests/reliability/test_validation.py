@@ -28,7 +28,9 @@ MiB = 1024 * 1024
 WIDTH = 384
 SERVICE = "/tokvec.v1.EmbedService/"
 ECHO = 51  # echoing more than 50 characters of the caller's input counts as a leak
-LEAKS = re.compile(r"Traceback|File \"|\b[A-Z]\w*(Error|Exception)\b|(?:/[\w.\-]+){2,}|\\\\|\.py\b|site-packages|0x[0-9a-f]{6,}")
+LEAKS = re.compile(
+    r"Traceback|File \"|\b[A-Z]\w*(Error|Exception)\b|(?:/[\w.\-]+){2,}|\\\\|\.py\b|site-packages|0x[0-9a-f]{6,}"
+)
 
 
 def malformed(kind: str) -> str:
@@ -92,22 +94,74 @@ CATALOGUE: list[Case] = [
     Case("pooling-enum", embed(HELLO, pooling=99), re.escape("options.pooling: 99 is not a Pooling value")),
     Case("pooling-negative", embed(HELLO, pooling=-1), re.escape("options.pooling: -1 is not a Pooling value")),
     Case("dtype-enum", embed(HELLO, dtype=42), re.escape("options.dtype: 42 is not a DType value")),
-    Case("spans-kind-enum", embed(HELLO, spans=(9, 0, 0)), re.escape("options.spans.kind: 9 is not a Spans.Kind value")),
+    Case(
+        "spans-kind-enum", embed(HELLO, spans=(9, 0, 0)), re.escape("options.spans.kind: 9 is not a Spans.Kind value")
+    ),
     Case("outputs-enum", embed(HELLO, outputs=[1, 9]), re.escape("options.outputs: 9 is not an Output value")),
     Case("outputs-unspecified", embed(HELLO, outputs=[0]), re.escape("options.outputs: 0 is not an Output value")),
-    Case("tokens-window-zero", embed(HELLO, spans=(TOKENS, 0, 96)), re.escape("options.spans: tokens:0:96 needs window >= 1 and stride >= 1")),
-    Case("tokens-stride-zero", embed(HELLO, spans=(TOKENS, 128, 0)), re.escape("options.spans: tokens:128:0 needs window >= 1 and stride >= 1")),
-    Case("pieces-window-zero", embed(HELLO, spans=(PIECES, 0, 0)), re.escape("options.spans: pieces:0:0 needs window >= 1 and stride >= 1")),
-    Case("pieces-stride-over-window", embed(HELLO, spans=(PIECES, 64, 96)), re.escape("options.spans: pieces:64:96 has stride 96 > window 64 (pieces would be skipped)")),
-    Case("pieces-window-over-model", embed(HELLO, spans=(PIECES, 600, 100)), limit("options.spans.window", 600, "the model's max_length less its special pieces", 510)),
-    Case("pieces-window-uint32-max", embed(HELLO, spans=(PIECES, 2**32 - 1, 1)), limit("options.spans.window", 2**32 - 1, "the model's max_length less its special pieces", 510)),
-    Case("layer-too-high", embed(HELLO, hidden_layers=[7]), re.escape("options.hidden_layers[0]: 7 is outside [-7, 6]")),
-    Case("layer-too-low", embed(HELLO, hidden_layers=[0, -8]), re.escape("options.hidden_layers[1]: -8 is outside [-7, 6]")),
-    Case("layer-int32-min", embed(HELLO, hidden_layers=[-(2**31)]), re.escape(f"options.hidden_layers[0]: {-(2**31)} is outside [-7, 6]")),
-    Case("layers-too-many", embed(HELLO, hidden_layers=[0] * 8), limit("options.hidden_layers", 8, "hidden states of the model", 7)),
-    Case("layers-repeated-3000", embed(HELLO, hidden_layers=[0] * 3000), limit("options.hidden_layers", 3000, "hidden states of the model", 7)),
-    Case("model-unknown", embed(HELLO, model="nope"), re.escape("options.model: 'nope' is not served (served: all-MiniLM-L6-v2)")),
-    Case("model-name-100k", embed(HELLO, model="m" * 100_000), re.escape(f"options.model: '{'m' * 50}' is not served (served: all-MiniLM-L6-v2)")),
+    Case(
+        "tokens-window-zero",
+        embed(HELLO, spans=(TOKENS, 0, 96)),
+        re.escape("options.spans: tokens:0:96 needs window >= 1 and stride >= 1"),
+    ),
+    Case(
+        "tokens-stride-zero",
+        embed(HELLO, spans=(TOKENS, 128, 0)),
+        re.escape("options.spans: tokens:128:0 needs window >= 1 and stride >= 1"),
+    ),
+    Case(
+        "pieces-window-zero",
+        embed(HELLO, spans=(PIECES, 0, 0)),
+        re.escape("options.spans: pieces:0:0 needs window >= 1 and stride >= 1"),
+    ),
+    Case(
+        "pieces-stride-over-window",
+        embed(HELLO, spans=(PIECES, 64, 96)),
+        re.escape("options.spans: pieces:64:96 has stride 96 > window 64 (pieces would be skipped)"),
+    ),
+    Case(
+        "pieces-window-over-model",
+        embed(HELLO, spans=(PIECES, 600, 100)),
+        limit("options.spans.window", 600, "the model's max_length less its special pieces", 510),
+    ),
+    Case(
+        "pieces-window-uint32-max",
+        embed(HELLO, spans=(PIECES, 2**32 - 1, 1)),
+        limit("options.spans.window", 2**32 - 1, "the model's max_length less its special pieces", 510),
+    ),
+    Case(
+        "layer-too-high", embed(HELLO, hidden_layers=[7]), re.escape("options.hidden_layers[0]: 7 is outside [-7, 6]")
+    ),
+    Case(
+        "layer-too-low",
+        embed(HELLO, hidden_layers=[0, -8]),
+        re.escape("options.hidden_layers[1]: -8 is outside [-7, 6]"),
+    ),
+    Case(
+        "layer-int32-min",
+        embed(HELLO, hidden_layers=[-(2**31)]),
+        re.escape(f"options.hidden_layers[0]: {-(2**31)} is outside [-7, 6]"),
+    ),
+    Case(
+        "layers-too-many",
+        embed(HELLO, hidden_layers=[0] * 8),
+        limit("options.hidden_layers", 8, "hidden states of the model", 7),
+    ),
+    Case(
+        "layers-repeated-3000",
+        embed(HELLO, hidden_layers=[0] * 3000),
+        limit("options.hidden_layers", 3000, "hidden states of the model", 7),
+    ),
+    Case(
+        "model-unknown",
+        embed(HELLO, model="nope"),
+        re.escape("options.model: 'nope' is not served (served: all-MiniLM-L6-v2)"),
+    ),
+    Case(
+        "model-name-100k",
+        embed(HELLO, model="m" * 100_000),
+        re.escape(f"options.model: '{'m' * 50}' is not served (served: all-MiniLM-L6-v2)"),
+    ),
     Case("corrupt-bytes", b"\xff\xff\xff\xff\xff", malformed("EmbedRequest")),
     Case("truncated", VALID[:-3], malformed("EmbedRequest")),
     Case("length-past-end", varint(2 << 3 | 2) + varint(2**31) + b"\x0a\x01", malformed("EmbedRequest")),
@@ -123,48 +177,180 @@ CATALOGUE: list[Case] = [
     Case("utf8-overlong", raw_embed_doc(words=b"\xc0\xaf"), malformed("EmbedRequest")),
     Case("info-corrupt", b"\xff\xff", malformed("InfoRequest"), method="Info"),
     Case("tokenize-corrupt", b"\x1a\x05\x12", malformed("TokenizeRequest"), method="Tokenize"),
-    Case("tokenize-too-many-docs", pb.TokenizeRequest(docs=[doc("a")] * 1025).SerializeToString(), limit("docs", 1025, "max_docs_per_request", 1024), method="Tokenize"),
+    Case(
+        "tokenize-too-many-docs",
+        pb.TokenizeRequest(docs=[doc("a")] * 1025).SerializeToString(),
+        limit("docs", 1025, "max_docs_per_request", 1024),
+        method="Tokenize",
+    ),
     # A corrupt message ends the stream, after the results of the docs sent before it.
-    Case("stream-corrupt-message", [VALID, b"\xff\xff\xff"], malformed("EmbedStreamRequest"), method="EmbedStream", answered=1),
+    Case(
+        "stream-corrupt-message",
+        [VALID, b"\xff\xff\xff"],
+        malformed("EmbedStreamRequest"),
+        method="EmbedStream",
+        answered=1,
+    ),
     # ---- doc level: the bad doc fails alone, in-band; the call succeeds
-    Case("words-over-limit", embed(doc(*["a"] * 16385)), limit("docs[0].words", 16385, "max_tokens_per_doc", 16384), "doc"),
-    Case("bad-doc-at-index-3", embed(HELLO, HELLO, HELLO, doc(*["w"] * 20001), HELLO), limit("docs[3].words", 20001, "max_tokens_per_doc", 16384), "doc", (3,)),
+    Case(
+        "words-over-limit",
+        embed(doc(*["a"] * 16385)),
+        limit("docs[0].words", 16385, "max_tokens_per_doc", 16384),
+        "doc",
+    ),
+    Case(
+        "bad-doc-at-index-3",
+        embed(HELLO, HELLO, HELLO, doc(*["w"] * 20001), HELLO),
+        limit("docs[3].words", 20001, "max_tokens_per_doc", 16384),
+        "doc",
+        (3,),
+    ),
     Case("spaces-short", embed(doc("a", "b", spaces=[True])), re.escape("docs[0].spaces: 1 values for 2 words"), "doc"),
-    Case("spaces-long", embed(doc("a", "b", spaces=[True, True, True])), re.escape("docs[0].spaces: 3 values for 2 words"), "doc"),
-    Case("sent-starts-mismatch", embed(doc("a", "b", sent_starts=[True])), re.escape("docs[0].sent_starts: 1 values for 2 words"), "doc"),
+    Case(
+        "spaces-long",
+        embed(doc("a", "b", spaces=[True, True, True])),
+        re.escape("docs[0].spaces: 3 values for 2 words"),
+        "doc",
+    ),
+    Case(
+        "sent-starts-mismatch",
+        embed(doc("a", "b", sent_starts=[True])),
+        re.escape("docs[0].sent_starts: 1 values for 2 words"),
+        "doc",
+    ),
     # No spaces sent: one after every word (spaCy's default).
     Case("word-of-1-mib", embed(doc("w" * MiB)), limit("docs[0] text", MiB + 1, "max_chars_per_doc", 200_000), "doc"),
-    Case("words-chars-over-limit", embed(doc(*["c" * 2001] * 100)), limit("docs[0] text", 200_200, "max_chars_per_doc", 200_000), "doc"),
-    Case("text-over-limit", embed(pb.Doc(text="t" * 200_001)), limit("docs[0].text", 200_001, "max_chars_per_doc", 200_000), "doc"),
-    Case("text-tokens-over-limit", embed(pb.Doc(text="a " * 16385)), limit("docs[0].text tokens", 16385, "max_tokens_per_doc", 16384), "doc"),
+    Case(
+        "words-chars-over-limit",
+        embed(doc(*["c" * 2001] * 100)),
+        limit("docs[0] text", 200_200, "max_chars_per_doc", 200_000),
+        "doc",
+    ),
+    Case(
+        "text-over-limit",
+        embed(pb.Doc(text="t" * 200_001)),
+        limit("docs[0].text", 200_001, "max_chars_per_doc", 200_000),
+        "doc",
+    ),
+    Case(
+        "text-tokens-over-limit",
+        embed(pb.Doc(text="a " * 16385)),
+        limit("docs[0].text tokens", 16385, "max_tokens_per_doc", 16384),
+        "doc",
+    ),
     Case("id-too-long", embed(doc("a", id="i" * 257)), limit("docs[0].id", 257, "max_id_chars", 256), "doc"),
     Case("words-and-text", embed(doc("a", text="a")), re.escape("docs[0]: set words or text, not both"), "doc"),
-    Case("text-with-spaces", embed(pb.Doc(text="a b", spaces=[True])), re.escape("docs[0]: spaces and sent_starts need words"), "doc"),
-    Case("text-with-sent-starts", embed(pb.Doc(text="a b", sent_starts=[True])), re.escape("docs[0]: spaces and sent_starts need words"), "doc"),
-    Case("spaces-without-words", embed(pb.Doc(spaces=[True, False])), re.escape("docs[0]: spaces and sent_starts need words"), "doc"),
-    Case("lang-uppercase", embed(pb.Doc(text="hello", lang="EN")), re.escape("docs[0].lang: not a language code (2 or 3 lowercase letters)"), "doc"),
-    Case("lang-path", embed(pb.Doc(text="hello", lang="../../etc/passwd")), re.escape("docs[0].lang: not a language code (2 or 3 lowercase letters)"), "doc"),
-    Case("lang-100k", embed(pb.Doc(text="hello", lang="x" * 100_000)), re.escape("docs[0].lang: not a language code (2 or 3 lowercase letters)"), "doc"),
-    Case("lang-unknown", embed(pb.Doc(text="hello", lang="zz")), re.escape("docs[0].lang: 'zz' is not a language spaCy knows"), "doc"),
-    Case("lang-without-its-package", embed(pb.Doc(text="hello", lang="ja")), re.escape("docs[0].lang: 'ja' is not a language spaCy knows"), "doc"),
-    Case("stream-bad-options", [embed(HELLO, HELLO, pooling=99), embed(HELLO)], re.escape("options.pooling: 99 is not a Pooling value"), "doc", (0, 1), "EmbedStream"),
-    Case("stream-too-many-docs", [embed(HELLO), embed(*[doc("a")] * 1025)], limit("docs", 1025, "max_docs_per_request", 1024), "doc", tuple(range(1, 1026)), "EmbedStream"),
+    Case(
+        "text-with-spaces",
+        embed(pb.Doc(text="a b", spaces=[True])),
+        re.escape("docs[0]: spaces and sent_starts need words"),
+        "doc",
+    ),
+    Case(
+        "text-with-sent-starts",
+        embed(pb.Doc(text="a b", sent_starts=[True])),
+        re.escape("docs[0]: spaces and sent_starts need words"),
+        "doc",
+    ),
+    Case(
+        "spaces-without-words",
+        embed(pb.Doc(spaces=[True, False])),
+        re.escape("docs[0]: spaces and sent_starts need words"),
+        "doc",
+    ),
+    Case(
+        "lang-uppercase",
+        embed(pb.Doc(text="hello", lang="EN")),
+        re.escape("docs[0].lang: not a language code (2 or 3 lowercase letters)"),
+        "doc",
+    ),
+    Case(
+        "lang-path",
+        embed(pb.Doc(text="hello", lang="../../etc/passwd")),
+        re.escape("docs[0].lang: not a language code (2 or 3 lowercase letters)"),
+        "doc",
+    ),
+    Case(
+        "lang-100k",
+        embed(pb.Doc(text="hello", lang="x" * 100_000)),
+        re.escape("docs[0].lang: not a language code (2 or 3 lowercase letters)"),
+        "doc",
+    ),
+    Case(
+        "lang-unknown",
+        embed(pb.Doc(text="hello", lang="zz")),
+        re.escape("docs[0].lang: 'zz' is not a language spaCy knows"),
+        "doc",
+    ),
+    Case(
+        "lang-without-its-package",
+        embed(pb.Doc(text="hello", lang="ja")),
+        re.escape("docs[0].lang: 'ja' is not a language spaCy knows"),
+        "doc",
+    ),
+    Case(
+        "stream-bad-options",
+        [embed(HELLO, HELLO, pooling=99), embed(HELLO)],
+        re.escape("options.pooling: 99 is not a Pooling value"),
+        "doc",
+        (0, 1),
+        "EmbedStream",
+    ),
+    Case(
+        "stream-too-many-docs",
+        [embed(HELLO), embed(*[doc("a")] * 1025)],
+        limit("docs", 1025, "max_docs_per_request", 1024),
+        "doc",
+        tuple(range(1, 1026)),
+        "EmbedStream",
+    ),
     # A stream's docs are named by their place in the stream, the index their results carry: here
     # doc 1 of the second message, and a doc past the first max_in_flight_per_stream (256) of one.
-    Case("stream-bad-doc-by-stream-index", [embed(HELLO, HELLO), embed(HELLO, doc("a", "b", spaces=[True]))], re.escape("docs[3].spaces: 1 values for 2 words"), "doc", (3,), "EmbedStream"),
-    Case("stream-bad-doc-past-in-flight", [embed(HELLO), embed(*[HELLO] * 300, doc("a", "b", spaces=[True]))], re.escape("docs[301].spaces: 1 values for 2 words"), "doc", (301,), "EmbedStream"),
-    Case("tokenize-bad-doc", pb.TokenizeRequest(docs=[HELLO, doc("a", "b", spaces=[True])]).SerializeToString(), re.escape("docs[1].spaces: 1 values for 2 words"), "doc", (1,), "Tokenize"),
+    Case(
+        "stream-bad-doc-by-stream-index",
+        [embed(HELLO, HELLO), embed(HELLO, doc("a", "b", spaces=[True]))],
+        re.escape("docs[3].spaces: 1 values for 2 words"),
+        "doc",
+        (3,),
+        "EmbedStream",
+    ),
+    Case(
+        "stream-bad-doc-past-in-flight",
+        [embed(HELLO), embed(*[HELLO] * 300, doc("a", "b", spaces=[True]))],
+        re.escape("docs[301].spaces: 1 values for 2 words"),
+        "doc",
+        (301,),
+        "EmbedStream",
+    ),
+    Case(
+        "tokenize-bad-doc",
+        pb.TokenizeRequest(docs=[HELLO, doc("a", "b", spaces=[True])]).SerializeToString(),
+        re.escape("docs[1].spaces: 1 values for 2 words"),
+        "doc",
+        (1,),
+        "Tokenize",
+    ),
     # ---- accepted: odd but valid
     Case("empty-doc", embed(pb.Doc()), where="ok", rows=(0,)),
     Case("zero-docs", embed(), where="ok", rows=()),
     Case("empty-words-and-text", embed(pb.Doc(id="e", words=[], text="")), where="ok", rows=(0,)),
-    Case("word-of-3000-chars", embed(doc("see", "data:image/png;base64," + "iVBORw0KGgo" * 271, ".")), where="ok", rows=(3,)),
+    Case(
+        "word-of-3000-chars",
+        embed(doc("see", "data:image/png;base64," + "iVBORw0KGgo" * 271, ".")),
+        where="ok",
+        rows=(3,),
+    ),
     Case("whitespace-words", embed(doc(" ", "\n\n", "\t", "\u00a0")), where="ok", rows=(4,)),
     Case("control-characters", embed(doc("\x00", "a\x01b", "\u200b", "\U0010ffff")), where="ok", rows=(4,)),
     Case("unknown-field", VALID + ld(99, b"ignored"), where="ok", rows=(2,)),
     Case("group-in-place-of-options", b"\x0b\x0c" + VALID, where="ok", rows=(2,)),
     Case("wrong-wire-type-for-docs", varint(2 << 3) + varint(5) + VALID, where="ok", rows=(2,)),
-    Case("all-outputs-and-layers", embed(doc(*["word"] * 3000), outputs=[1, 2, 3], hidden_layers=list(range(-7, 0))), where="ok", rows=(3000,)),
+    Case(
+        "all-outputs-and-layers",
+        embed(doc(*["word"] * 3000), outputs=[1, 2, 3], hidden_layers=list(range(-7, 0))),
+        where="ok",
+        rows=(3000,),
+    ),
 ]
 
 
@@ -192,11 +378,23 @@ def send(channel: grpc.Channel, case: Case) -> Outcome:
     try:
         # Responses are kept one by one: a call that fails after some of them still shows them.
         if case.method == "Embed":
-            raw.extend(channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120))
+            raw.extend(
+                channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(
+                    case.payload, timeout=120
+                )
+            )
         elif case.method == "EmbedStream":
-            raw.extend(channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(iter(case.payload), timeout=120))
+            raw.extend(
+                channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(
+                    iter(case.payload), timeout=120
+                )
+            )
         else:
-            raw = [channel.unary_unary(path, request_serializer=identity, response_deserializer=identity)(case.payload, timeout=120)]
+            raw = [
+                channel.unary_unary(path, request_serializer=identity, response_deserializer=identity)(
+                    case.payload, timeout=120
+                )
+            ]
         code, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as exc:
         code, details = exc.code(), exc.details() or ""
@@ -291,7 +489,9 @@ def test_malformed_input(channel: grpc.Channel, bystander: Bystander, case: Case
         assert re.fullmatch(case.expect, out.details), f"{case.name}: {out.details!r}"
         assert_safe(out.details, case)
         answered = first_chunks(out.results)
-        assert [(r.index, r.HasField("error")) for r in answered] == [(i, False) for i in range(case.answered)], case.name
+        assert [(r.index, r.HasField("error")) for r in answered] == [(i, False) for i in range(case.answered)], (
+            case.name
+        )
     else:
         assert out.code == grpc.StatusCode.OK, f"{case.name}: {out.code.name} {out.details!r}"
         docs = first_chunks(out.results) if case.method != "Tokenize" else out.results
@@ -311,7 +511,9 @@ def test_malformed_input(channel: grpc.Channel, bystander: Bystander, case: Case
             assert tuple(r.n_tokens for r in docs) == case.rows
             sums = [sum(r.tokens.shape[0] for r in out.results if r.index == d.index) for d in docs]
             assert tuple(sums) == case.rows and all(r.tokens.shape[1] == WIDTH for r in out.results if r.tokens.shape)
-    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="tokvec.v1.EmbedService"), timeout=10)
+    health = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service="tokvec.v1.EmbedService"), timeout=10
+    )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -320,5 +522,7 @@ def test_bystander_rows_unchanged(minilm: Any, bystander: Bystander) -> None:
     assert minilm.proc.poll() is None, "the server died"
     assert bystander.rounds >= 5, bystander.rounds
     assert not bystander.problems, bystander.problems[:3]
-    print(f"R10: {sum(c.where != 'ok' for c in CATALOGUE)} malformed + {sum(c.where == 'ok' for c in CATALOGUE)} odd-but-valid inputs; "
-          f"bystander made {bystander.rounds} calls, 0 errors, rows within 1e-5")
+    print(
+        f"R10: {sum(c.where != 'ok' for c in CATALOGUE)} malformed + {sum(c.where == 'ok' for c in CATALOGUE)} odd-but-valid inputs; "
+        f"bystander made {bystander.rounds} calls, 0 errors, rows within 1e-5"
+    )

@@ -59,7 +59,9 @@ def run_python(tmp_path: Path) -> Callable[..., dict[str, Any]]:
         script = tmp_path / "script.py"
         script.write_text(code)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+        done = subprocess.run(
+            [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env
+        )
         assert done.returncode == 0, done.stderr[-4000:]
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result

@@ -20,7 +20,6 @@ def example_pipeline(address: str, **overrides: Any) -> Language:
     return load_model_from_config(config, auto_fill=True)
 
 
-
 def doc_annotations(docs: list[Doc]) -> list[list[tuple[str, int, str]]]:
     return [[(t.tag_, t.head.i, t.dep_) for t in doc] for doc in docs]
 

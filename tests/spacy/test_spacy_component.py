@@ -18,8 +18,14 @@ GOLDEN = ROOT / "tests" / "golden"
 
 def test_public_surface_is_pinned() -> None:
     assert sorted(tokvec.spacy.__all__) == [
-        "ModelMismatchError", "PipelineError", "Remote", "RemoteListener", "RemoteSettings",
-        "TokvecTransformer", "make_tokvec_transformer", "remote_listener",
+        "ModelMismatchError",
+        "PipelineError",
+        "Remote",
+        "RemoteListener",
+        "RemoteSettings",
+        "TokvecTransformer",
+        "make_tokvec_transformer",
+        "remote_listener",
     ]
 
 
@@ -81,7 +87,9 @@ def test_piece_data_on_request(minilm: Any, blank_en: Any, ewt_docs: Any) -> Non
     assert sorted(pieces) == sorted(["hidden", "ids", "span_lengths", "span_tokens", "align_lengths", "align_indices"])
     assert len(pieces["span_lengths"]) > 1  # a long doc: several 128-token windows
     assert pieces["hidden"].shape == (int(pieces["span_lengths"].sum()), 384) == (len(pieces["ids"]), 384)
-    assert len(pieces["align_lengths"]) == len(doc) and int(pieces["align_lengths"].sum()) == len(pieces["align_indices"])
+    assert len(pieces["align_lengths"]) == len(doc) and int(pieces["align_lengths"].sum()) == len(
+        pieces["align_indices"]
+    )
 
 
 def test_saved_pipeline_keeps_address_and_fingerprint_not_weights(trained: Any, minilm: Any) -> None:

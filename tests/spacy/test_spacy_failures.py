@@ -67,7 +67,9 @@ def test_token_from_the_environment(guarded: Any, blank_en: Any, monkeypatch: An
     assert guarded.address in str(caught.value)
     blank_en.remove_pipe("without")
     monkeypatch.setenv("TOKVEC_TEST_TOKEN", "s3cret-token")
-    blank_en.add_pipe("tokvec_transformer", name="with", config={"address": guarded.address, "token_env": "TOKVEC_TEST_TOKEN"})
+    blank_en.add_pipe(
+        "tokvec_transformer", name="with", config={"address": guarded.address, "token_env": "TOKVEC_TEST_TOKEN"}
+    )
     assert blank_en("Let me in.")._.tokvec.shape == (4, 384)
     assert "s3cret" not in blank_en.config.to_str()
 

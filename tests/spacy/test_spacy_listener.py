@@ -74,7 +74,9 @@ def test_backprop_is_frozen_and_says_so(minilm: Any, blank_en: Any, caplog: Any)
 def test_wrong_width_names_the_setting_to_change(minilm: Any) -> None:
     nlp = example_pipeline(minilm.address, **{"components.tagger.model.tok2vec.width": 256})
     examples = ewt_examples(nlp, "train", 20)
-    with pytest.raises(ModelMismatchError, match=r"width = 384 in the tokvec.RemoteListener.v1 block of \[components.tagger\]"):
+    with pytest.raises(
+        ModelMismatchError, match=r"width = 384 in the tokvec.RemoteListener.v1 block of \[components.tagger\]"
+    ):
         nlp.initialize(lambda: examples)
     standalone = remote_listener(width=100, address=minilm.address)
     with pytest.raises(ModelMismatchError, match="set width = 384"):

@@ -12,7 +12,7 @@ import spacy
 from spacy_support import upstream
 
 # The parent annotates first (n_process=1), so it holds an open channel when nlp.pipe forks.
-WORKERS = r'''
+WORKERS = r"""
 import json, multiprocessing, sys
 import numpy as np
 import spacy
@@ -32,7 +32,7 @@ def main(method, pipeline, texts):
 
 if __name__ == "__main__":  # spawn workers import this file again
     main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))
-'''
+"""
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])

@@ -39,7 +39,10 @@ def count_calls(monkeypatch: Any) -> list[tuple[int, tuple[str, ...]]]:
 
 
 def test_listeners_pooling_differently_share_one_call_per_batch(minilm: Any, ewt_docs: Any, monkeypatch: Any) -> None:
-    nlp = example_pipeline(minilm.address, **{"components.tagger.model.tok2vec.pooling": "max", "components.parser.model.tok2vec.pooling": "first"})
+    nlp = example_pipeline(
+        minilm.address,
+        **{"components.tagger.model.tok2vec.pooling": "max", "components.parser.model.tok2vec.pooling": "first"},
+    )
     examples = ewt_examples(nlp, "train", 30)
     optimizer = nlp.initialize(lambda: examples)
     assert upstream(nlp).more_poolings == ("max", "first")
@@ -48,7 +51,11 @@ def test_listeners_pooling_differently_share_one_call_per_batch(minilm: Any, ewt
     for name in ("tagger", "parser"):
         listener = listener_of(nlp, name)
         real_receive = listener.receive
-        monkeypatch.setattr(listener, "receive", lambda batch_id, rows, _n=name, _r=real_receive: (received.__setitem__(_n, list(rows)), _r(batch_id, rows)))
+        monkeypatch.setattr(
+            listener,
+            "receive",
+            lambda batch_id, rows, _n=name, _r=real_receive: (received.__setitem__(_n, list(rows)), _r(batch_id, rows)),
+        )
     nlp.update(examples[:3], sgd=optimizer)
     assert calls == [(3, ("max", "first"))]
     with Client(minilm.address) as client:
@@ -60,15 +67,23 @@ def test_listeners_pooling_differently_share_one_call_per_batch(minilm: Any, ewt
     calls.clear()
     docs = [Doc(nlp.vocab, words=d["words"], spaces=d["spaces"]) for d in ewt_docs[:20]]
     done = list(nlp.pipe(docs, batch_size=8))
-    assert calls == [(8, ("max", "first")), (8, ("max", "first")), (4, ("max", "first"))]  # one call per batch, whatever the poolings
+    assert calls == [
+        (8, ("max", "first")),
+        (8, ("max", "first")),
+        (4, ("max", "first")),
+    ]  # one call per batch, whatever the poolings
     with Client(minilm.address) as client:
         want = {p: client.embed(docs, pooling=p) for p in ("mean", "max", "first")}
-    monkeypatch.setattr(Remote, "_embed", lambda *a, **k: pytest.fail("a listener asked the server for rows its docs carry"))
+    monkeypatch.setattr(
+        Remote, "_embed", lambda *a, **k: pytest.fail("a listener asked the server for rows its docs carry")
+    )
     for name, pooling in (("tagger", "max"), ("parser", "first")):
         for got, rows in zip(listener_of(nlp, name).predict(done), want[pooling]):
             np.testing.assert_allclose(np.asarray(got), rows, atol=1e-5)
     for doc, rows in zip(done, want["mean"]):
-        np.testing.assert_allclose(doc._.tokvec, rows, atol=1e-5)  # the component's own pooling, for anything else that reads it
+        np.testing.assert_allclose(
+            doc._.tokvec, rows, atol=1e-5
+        )  # the component's own pooling, for anything else that reads it
 
 
 def test_a_listener_without_a_pooling_takes_its_upstreams(minilm: Any) -> None:
@@ -105,7 +120,9 @@ def test_a_batch_past_max_docs_per_request_is_split_not_refused(small_requests: 
     assert [d[0].text for d in docs] == [f"w{i}" for i in range(20)]
 
 
-def test_the_next_request_is_in_flight_while_the_listeners_work_and_order_is_kept(small_requests: ServerThread, monkeypatch: Any) -> None:
+def test_the_next_request_is_in_flight_while_the_listeners_work_and_order_is_kept(
+    small_requests: ServerThread, monkeypatch: Any
+) -> None:
     nlp = spacy.blank("en")
     nlp.add_pipe("tokvec_transformer", config={"address": small_requests.address})
     started: list[int] = []

@@ -14,7 +14,7 @@ from tokvec.spacy import ModelMismatchError
 # torch is made unimportable, as in an install of tokvec[spacy] (no torch), and every attempt to
 # import it is recorded with the module that tried: thinc probes for torch whenever it is
 # installed; nothing else may want it.
-FRESH_PROCESS = r'''
+FRESH_PROCESS = r"""
 import importlib.abc, json, sys
 
 class BlockTorch(importlib.abc.MetaPathFinder):
@@ -44,10 +44,12 @@ print(json.dumps({
     "heavy_modules": sorted(m for m in ("torch", "transformers", "tokenizers", "tokvec_server") if m in sys.modules),
     "refused": refused,
 }))
-'''
+"""
 
 
-def test_fresh_process_loads_annotates_and_refuses_another_model(trained: Any, texts: list[str], other_model: Any, minilm: Any, run_python: Any) -> None:
+def test_fresh_process_loads_annotates_and_refuses_another_model(
+    trained: Any, texts: list[str], other_model: Any, minilm: Any, run_python: Any
+) -> None:
     import json
 
     here = doc_annotations(list(spacy.load(trained).pipe(texts[:10])))
@@ -66,7 +68,9 @@ def test_loading_against_another_model_is_refused_in_process(trained: Any, other
 
 
 def test_a_pinned_fingerprint_refuses_at_initialize(other_model: Any, minilm: Any, blank_en: Any) -> None:
-    blank_en.add_pipe("tokvec_transformer", config={"address": other_model.address, "fingerprint": "e02ed1a11d4a8c23-384"})
+    blank_en.add_pipe(
+        "tokvec_transformer", config={"address": other_model.address, "fingerprint": "e02ed1a11d4a8c23-384"}
+    )
     with pytest.raises(ModelMismatchError, match=f"tokvec server {other_model.address} serves model"):
         blank_en.initialize()
 
@@ -78,5 +82,7 @@ def test_a_listener_trained_on_another_model_is_refused(trained: Any, other_mode
     fake = blank_en.add_pipe("tokvec_transformer", name="tokvec", config={"address": other_model.address})
     blank_en.initialize()
     assert fake.cfg["fingerprint"].startswith("fake-")
-    with pytest.raises(ModelMismatchError, match=r"'tagger' was trained on rows of model 'e02ed1a11d4a8c23-384'.*retrain 'tagger'"):
+    with pytest.raises(
+        ModelMismatchError, match=r"'tagger' was trained on rows of model 'e02ed1a11d4a8c23-384'.*retrain 'tagger'"
+    ):
         blank_en.add_pipe("tagger", source=source)

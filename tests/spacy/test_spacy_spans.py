@@ -52,7 +52,11 @@ def subtree_examples(nlp: Any, n_sents: int) -> list[Example]:
     """Gold spans: the subtree of every nsubj, obj or obl word, when it is 1-3 tokens long."""
     out = []
     for gold in conllu_to_docs(conllu_head(CONLLU["train"], n_sents), n_sents=1, no_print=True):  # type: ignore[no-untyped-call]
-        spans = [Span(gold, t.left_edge.i, t.right_edge.i + 1, label=t.dep_) for t in gold if t.dep_ in LABELS and t.right_edge.i - t.left_edge.i < 3]
+        spans = [
+            Span(gold, t.left_edge.i, t.right_edge.i + 1, label=t.dep_)
+            for t in gold
+            if t.dep_ in LABELS and t.right_edge.i - t.left_edge.i < 3
+        ]
         gold.spans["sc"] = spans
         predicted = Doc(nlp.vocab, words=[t.text for t in gold], spaces=[bool(t.whitespace_) for t in gold])
         out.append(Example(predicted, gold))
@@ -82,8 +86,12 @@ def test_spancat_on_server_span_vectors_learns_and_matches_the_client(minilm: An
     lengths = spans.lengths.tolist()
     ranges = spans.dataXd.tolist()
     with Client(minilm.address) as client:
-        results = client.embed_results(docs, outputs=("chunk_vectors",), chunk_poolings=("last", "first", "mean", "max"),
-                                       chunks=[ranges[sum(lengths[:i]) : sum(lengths[: i + 1])] for i in range(len(docs))])
+        results = client.embed_results(
+            docs,
+            outputs=("chunk_vectors",),
+            chunk_poolings=("last", "first", "mean", "max"),
+            chunks=[ranges[sum(lengths[:i]) : sum(lengths[: i + 1])] for i in range(len(docs))],
+        )
     want = np.concatenate([np.concatenate(r.chunk_vectors, axis=1) for r in results])
     assert got.shape == (len(ranges), 4 * 384)
     assert np.abs(got - want).max() <= 1e-5

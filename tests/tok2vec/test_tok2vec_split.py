@@ -33,8 +33,13 @@ def test_split_pipeline_annotates_all_ewt_docs_as_the_original(sm_split, sm_nlp,
     assert nlp.get_pipe("tok2vec").listening_components == ["tagger", "parser"]
     for name in ("tagger", "parser"):
         assert sum(isinstance(node, RemoteListener) for node in nlp.get_pipe(name).model.walk()) == 1
-    assert nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy.Tok2Vec.v2"  # its own, untouched
-    assert nlp.get_pipe("tok2vec").cfg["fingerprint"] == srsly.read_json(sm_split / "meta.json")["tokvec_split"]["fingerprint"]
+    assert (
+        nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy.Tok2Vec.v2"
+    )  # its own, untouched
+    assert (
+        nlp.get_pipe("tok2vec").cfg["fingerprint"]
+        == srsly.read_json(sm_split / "meta.json")["tokvec_split"]["fingerprint"]
+    )
 
     local = sm_nlp.pipe(Doc(sm_nlp.vocab, words=d["words"], spaces=d["spaces"]) for d in ewt_docs)
     served = nlp.pipe((Doc(nlp.vocab, words=d["words"], spaces=d["spaces"]) for d in ewt_docs), batch_size=64)
@@ -50,7 +55,10 @@ def test_split_pipeline_loads_and_annotates_where_torch_cannot_be_imported(sm_sp
     docs = ewt_docs[:30]
     got = annotate_without_torch(sm_split, docs, tmp_path)
     assert got["blocked"] and got["heavy"] == []
-    want = [json.loads(json.dumps(annotations(d))) for d in sm_nlp.pipe(Doc(sm_nlp.vocab, words=x["words"], spaces=x["spaces"]) for x in docs)]
+    want = [
+        json.loads(json.dumps(annotations(d)))
+        for d in sm_nlp.pipe(Doc(sm_nlp.vocab, words=x["words"], spaces=x["spaces"]) for x in docs)
+    ]
     assert got["annotations"] == want
 
 
@@ -79,11 +87,16 @@ def test_more_poolings_of_a_tok2vec_are_its_rows(tok2vec_server, ewt_docs):
 
 
 TWO_LISTENERS = {
-    "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False,
-    "tok2vec": {"@layers": "concatenate.v1", "*": {
-        "named": {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "tok2vec"},
-        "any": {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"},
-    }},
+    "@architectures": "spacy.Tagger.v2",
+    "nO": None,
+    "normalize": False,
+    "tok2vec": {
+        "@layers": "concatenate.v1",
+        "*": {
+            "named": {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "tok2vec"},
+            "any": {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"},
+        },
+    },
 }
 
 
@@ -109,11 +122,15 @@ def test_a_component_with_two_listeners_is_split_with_its_trained_weights(tok2ve
     out = tmp_path / "split"
     done = run_split(original, out, tok2vec_server.address)
     assert done.returncode == 0, done.stderr
-    assert "components.tagger.model.tok2vec.*.named: spacy.Tok2VecListener.v1 -> tokvec.RemoteListener.v1" in done.stdout
+    assert (
+        "components.tagger.model.tok2vec.*.named: spacy.Tok2VecListener.v1 -> tokvec.RemoteListener.v1" in done.stdout
+    )
     assert "components.tagger.model.tok2vec.*.any: spacy.Tok2VecListener.v1 -> tokvec.RemoteListener.v1" in done.stdout
     split = spacy.load(out)
     assert sum(isinstance(node, RemoteListener) for node in split.get_pipe("tagger").model.walk()) == 2
-    assert split.get_pipe("tok2vec").listening_components == ["tagger"] and len(split.get_pipe("tok2vec").listeners) == 2
+    assert (
+        split.get_pipe("tok2vec").listening_components == ["tagger"] and len(split.get_pipe("tok2vec").listeners) == 2
+    )
     here = spacy.load(original)
     words = [(d["words"], d["spaces"]) for d in ewt_docs[:80]]
     want = [[t.tag_ for t in d] for d in here.pipe(Doc(here.vocab, words=w, spaces=s) for w, s in words)]

@@ -17,8 +17,12 @@ CLS, SEP, UNK = 101, 102, 100
 ALL_SPECS = ["doc", "tokens:128:96", "tokens:3:2", "tokens:2:5", "pieces:126:96", "pieces:4:2"]
 
 
-def plan(tokenizer: Any, words: list[str], spaces: list[bool], spec: str = "doc", sent_starts: list[bool] | None = None) -> DocPlan:
-    return plan_docs([Tokens("d", words, spaces, sent_starts)], SpanSpec.parse(spec), tokenizer, MAX_LENGTH, Specials.of(tokenizer))[0]
+def plan(
+    tokenizer: Any, words: list[str], spaces: list[bool], spec: str = "doc", sent_starts: list[bool] | None = None
+) -> DocPlan:
+    return plan_docs(
+        [Tokens("d", words, spaces, sent_starts)], SpanSpec.parse(spec), tokenizer, MAX_LENGTH, Specials.of(tokenizer)
+    )[0]
 
 
 def pieces_of(p: DocPlan, token: int) -> list[int]:
@@ -82,7 +86,20 @@ def test_sentence_spans_are_tokenized_alone(tokenizer: Any) -> None:
 
 def test_pieces_windows_on_a_5000_token_doc(tokenizer: Any) -> None:
     rng = random.Random(7)
-    vocab = ["The", "tokenization", "of", "antidisestablishmentarianism", "can", "not", "1st", ",", "😀", "café", "[SEP]", "gonna"]
+    vocab = [
+        "The",
+        "tokenization",
+        "of",
+        "antidisestablishmentarianism",
+        "can",
+        "not",
+        "1st",
+        ",",
+        "😀",
+        "café",
+        "[SEP]",
+        "gonna",
+    ]
     words = [rng.choice(vocab) for _ in range(5000)]
     spaces = [rng.random() < 0.8 for _ in words]
     p = plan(tokenizer, words, spaces, "pieces:126:96")
@@ -132,7 +149,13 @@ def test_whitespace_tokens_get_no_piece(tokenizer: Any, spec: str) -> None:
 
 def test_literal_sep_text_aligns_to_a_real_sep_piece(tokenizer: Any) -> None:
     p = plan(tokenizer, ["a", "[SEP]", "b"], [True, True, False])
-    assert p.span_ids[0].tolist() == [CLS, tokenizer.convert_tokens_to_ids("a"), SEP, tokenizer.convert_tokens_to_ids("b"), SEP]
+    assert p.span_ids[0].tolist() == [
+        CLS,
+        tokenizer.convert_tokens_to_ids("a"),
+        SEP,
+        tokenizer.convert_tokens_to_ids("b"),
+        SEP,
+    ]
     assert pieces_of(p, 1) == [2]
     assert p.piece_offsets[2].tolist() == [2, 7]
 

@@ -17,18 +17,21 @@ def test_char_ranges_become_the_tokens_inside_them():
     assert got.tolist() == [[0, 1], [0, 5], [2, 4], [2, 3], [3, 5]]
 
 
-@pytest.mark.parametrize("starts,ends,unit,message", [
-    ([1], [4], "chars", "docs[3].chunks[0]: start 1 cuts token 0 (characters [0, 5))"),
-    ([0], [9], "chars", "docs[3].chunks[0]: end 9 cuts token 2 (characters [7, 10))"),
-    ([0], [18], "chars", "docs[3].chunks[0]: end 18 > 17 characters in the doc"),
-    ([6], [7], "chars", "docs[3].chunks[0]: characters [6, 7) hold no token"),
-    ([0, 3], [2, 6], "tokens", "docs[3].chunks[1]: end 6 > 5 tokens in the doc"),
-    ([0, 3], [2, 3], "tokens", "docs[3].chunks[1]: empty ([3, 3))"),
-    ([2], [1], "tokens", "docs[3].chunks[0]: end 1 < start 2"),
-    ([0, 1, 2], [1, 2, 3], "tokens", "docs[3].chunk_starts: 3 > max_chunks_per_doc (2)"),
-    ([0], [1, 2], "tokens", "docs[3].chunk_ends: 2 values for 1 chunk_starts"),
-    ([0], [1], "3", "docs[3].chunk_unit: 3 is not a ChunkUnit value"),
-])
+@pytest.mark.parametrize(
+    "starts,ends,unit,message",
+    [
+        ([1], [4], "chars", "docs[3].chunks[0]: start 1 cuts token 0 (characters [0, 5))"),
+        ([0], [9], "chars", "docs[3].chunks[0]: end 9 cuts token 2 (characters [7, 10))"),
+        ([0], [18], "chars", "docs[3].chunks[0]: end 18 > 17 characters in the doc"),
+        ([6], [7], "chars", "docs[3].chunks[0]: characters [6, 7) hold no token"),
+        ([0, 3], [2, 6], "tokens", "docs[3].chunks[1]: end 6 > 5 tokens in the doc"),
+        ([0, 3], [2, 3], "tokens", "docs[3].chunks[1]: empty ([3, 3))"),
+        ([2], [1], "tokens", "docs[3].chunks[0]: end 1 < start 2"),
+        ([0, 1, 2], [1, 2, 3], "tokens", "docs[3].chunk_starts: 3 > max_chunks_per_doc (2)"),
+        ([0], [1, 2], "tokens", "docs[3].chunk_ends: 2 values for 1 chunk_starts"),
+        ([0], [1], "3", "docs[3].chunk_unit: 3 is not a ChunkUnit value"),
+    ],
+)
 def test_bad_chunks_name_the_doc_the_chunk_and_the_bound(starts, ends, unit, message):
     with pytest.raises(InvalidInput) as caught:
         token_ranges(starts, ends, unit, WORDS, SPACES, "docs[3]", 2)

@@ -118,5 +118,10 @@ def test_piece_tokens_equals_brute_force(words: list[str], data: st.DataObject) 
     starts = np.array([a for a, _ in ranges], dtype=np.int64)
     ends = np.array([min(a + w, n) for a, w in ranges], dtype=np.int64)
     pieces, tokens = offsets.piece_tokens(owners, starts, ends)
-    expected = [(p, t) for p, (a, b) in enumerate(zip(starts, ends)) for t in sorted({int(owners[c]) for c in range(a, b)}) if t >= 0]
+    expected = [
+        (p, t)
+        for p, (a, b) in enumerate(zip(starts, ends))
+        for t in sorted({int(owners[c]) for c in range(a, b)})
+        if t >= 0
+    ]
     assert list(zip(pieces.tolist(), tokens.tolist())) == expected

@@ -37,11 +37,15 @@ SPACY_TRANSFORMERS = [
 
 
 @pytest.mark.parametrize(("n", "window", "stride", "expected"), SPACY_TRANSFORMERS)
-def test_strided_matches_spacy_transformers_cases(n: int, window: int, stride: int, expected: list[tuple[int, int]]) -> None:
+def test_strided_matches_spacy_transformers_cases(
+    n: int, window: int, stride: int, expected: list[tuple[int, int]]
+) -> None:
     assert spans.strided(n, window, stride) == expected
 
 
-@pytest.mark.parametrize(("window", "stride"), [(128, 96), (4, 3), (7, 2), (100, 1), (1, 1), (5, 5), (10, 10), (3, 5), (2, 7), (1, 3)])
+@pytest.mark.parametrize(
+    ("window", "stride"), [(128, 96), (4, 3), (7, 2), (100, 1), (1, 1), (5, 5), (10, 10), (3, 5), (2, 7), (1, 3)]
+)
 def test_strided_equals_reference_for_every_length(window: int, stride: int) -> None:
     for n in range(401):
         assert spans.strided(n, window, stride) == reference_strided(n, window, stride), n

@@ -23,9 +23,13 @@ from tokvec_server.types import EmbedOptions, Tokens
 def job(*lengths: int, client: str = "", deadline: float = math.inf, delivered: list[object] | None = None) -> DocJob:
     """A doc whose spans have these piece counts (only the lengths matter to the queue)."""
     plan = DocPlan(
-        n_tokens=0, span_ids=[np.zeros(n, np.int64) for n in lengths], span_tokens=np.zeros((len(lengths), 2), np.int64),
-        piece_offsets=np.zeros((sum(lengths), 2), np.int64), align_lengths=np.zeros(0, np.int64),
-        align_indices=np.zeros(0, np.int64), truncated=np.zeros(0, np.int64),
+        n_tokens=0,
+        span_ids=[np.zeros(n, np.int64) for n in lengths],
+        span_tokens=np.zeros((len(lengths), 2), np.int64),
+        piece_offsets=np.zeros((sum(lengths), 2), np.int64),
+        align_lengths=np.zeros(0, np.int64),
+        align_indices=np.zeros(0, np.int64),
+        truncated=np.zeros(0, np.int64),
     )
     sink = delivered if delivered is not None else []
     return DocJob(Tokens("d", [], [], None), plan, EmbedOptions(), (), sink.append, client=client, deadline=deadline)
@@ -201,7 +205,10 @@ def test_past_the_doc_bound_a_client_under_its_share_is_still_admitted() -> None
         scheduler.check_room(1, "flood")
     scheduler.check_room(1, "light")  # two clients: a share of 4, and it holds none
     scheduler.submit([job(1, client="light")])
-    assert str(overloaded(scheduler, [job(1, client="light") for _ in range(4)])) == "queued docs: 13 > max_queued_docs (8)"
+    assert (
+        str(overloaded(scheduler, [job(1, client="light") for _ in range(4)]))
+        == "queued docs: 13 > max_queued_docs (8)"
+    )
     assert scheduler.queued == (9, 9)
     batch = scheduler.next_batch()
     assert batch is not None and len(batch) == 9 and scheduler.queued == (0, 0)
@@ -238,7 +245,9 @@ def later(seconds: float, scheduler: Scheduler, *jobs: DocJob) -> None:
 def beside_a_flood(client: str, rearrival_s: float) -> Scheduler:
     """A ragged scheduler with a flood queued and one doc of ``client``, whose first batch (the
     client's doc and a flood doc) the model has just taken."""
-    scheduler = Scheduler(max_batch_items=1024, max_wait_s=0.0, max_queued_pieces=100_000, ragged=True, rearrival_s=rearrival_s)
+    scheduler = Scheduler(
+        max_batch_items=1024, max_wait_s=0.0, max_queued_pieces=100_000, ragged=True, rearrival_s=rearrival_s
+    )
     scheduler.submit([job(512, client="flood") for _ in range(20)])
     scheduler.submit([job(512, client=client)])
     assert clients(scheduler.next_batch()) == [client, "flood"]

@@ -59,12 +59,15 @@ def test_empty_tensor_keeps_its_width(dtype: pb.DType) -> None:
     assert got.shape == (0, 384) and got.dtype == np.float32
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"pooling": "median"}, ["pooling", "'median'"]),
-    ({"dtype": "int8"}, ["dtype", "'int8'"]),
-    ({"outputs": ["tokens", "logits"]}, ["outputs", "'logits'"]),
-    ({"spans_spec": "words:1:1"}, ["spans", "'words:1:1'"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"pooling": "median"}, ["pooling", "'median'"]),
+        ({"dtype": "int8"}, ["dtype", "'int8'"]),
+        ({"outputs": ["tokens", "logits"]}, ["outputs", "'logits'"]),
+        ({"spans_spec": "words:1:1"}, ["spans", "'words:1:1'"]),
+    ],
+)
 def test_options_reject_unknown_values_by_name(kwargs: dict[str, Any], named: list[str]) -> None:
     with pytest.raises(ValueError) as info:
         _wire.options(**kwargs)
@@ -79,18 +82,23 @@ def test_options_fields() -> None:
     assert (msg.spans.kind, msg.spans.window, msg.spans.stride) == (pb.Spans.KIND_PIECES, 126, 96)
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("doc", (pb.Spans.KIND_DOC, 0, 0)),
-    ("sents", (pb.Spans.KIND_SENTS, 0, 0)),
-    ("tokens:128:96", (pb.Spans.KIND_TOKENS, 128, 96)),
-    ("pieces:4:2", (pb.Spans.KIND_PIECES, 4, 2)),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("doc", (pb.Spans.KIND_DOC, 0, 0)),
+        ("sents", (pb.Spans.KIND_SENTS, 0, 0)),
+        ("tokens:128:96", (pb.Spans.KIND_TOKENS, 128, 96)),
+        ("pieces:4:2", (pb.Spans.KIND_PIECES, 4, 2)),
+    ],
+)
 def test_spans(spec: str, expected: tuple[int, int, int]) -> None:
     msg = _wire.spans(spec)
     assert (msg.kind, msg.window, msg.stride) == expected
 
 
-@pytest.mark.parametrize("spec", ["", "doc:1", "tokens", "tokens:128", "tokens:a:b", "tokens:-1:2", "tokens:1:2:3", "Doc"])
+@pytest.mark.parametrize(
+    "spec", ["", "doc:1", "tokens", "tokens:128", "tokens:a:b", "tokens:-1:2", "tokens:1:2:3", "Doc"]
+)
 def test_bad_spans(spec: str) -> None:
     with pytest.raises(ValueError, match=r"^spans: .* is not doc, sents, tokens:W:S or pieces:W:S$"):
         _wire.spans(spec)
@@ -107,7 +115,9 @@ def test_to_doc_word_list_has_a_space_after_each(words: list[str]) -> None:
 
 def test_to_doc_mapping() -> None:
     doc = {"id": "x", "words": ["Hi", "!"], "spaces": [False, False], "sent_starts": [True, False], "lang": "en"}
-    assert _wire.to_doc(doc, 0) == pb.Doc(id="x", words=["Hi", "!"], spaces=[False, False], sent_starts=[True, False], lang="en")
+    assert _wire.to_doc(doc, 0) == pb.Doc(
+        id="x", words=["Hi", "!"], spaces=[False, False], sent_starts=[True, False], lang="en"
+    )
 
 
 def test_to_doc_mapping_without_spaces_has_a_space_after_each() -> None:
@@ -144,14 +154,41 @@ def test_assembler_joins_chunks_in_order() -> None:
     rows = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
     layer = -rows
     pieces = np.arange(7 * 3, dtype=np.float32).reshape(7, 3) / 10
-    first = pb.DocResult(index=2, id="d", fingerprint="fp", n_tokens=5, row_start=0, tokens=f32(rows[:2]), layers=[f32(layer[:2])],
-                         no_piece=[4], truncated=[3], words=["a", "b", "c", "d", " "], spaces=[True, True, True, False, False],
-                         doc_vector=f32(np.ones(3, np.float32)), more=True, piece_start=0,
-                         pieces=pb.Pieces(hidden=f32(pieces[:4]), ids=[101, 5, 6, 7, 8, 9, 102], span_lengths=[7],
-                                          span_token_starts=[0], span_token_ends=[5], align_lengths=[1, 1, 1, 2, 0],
-                                          align_indices=[1, 2, 3, 4, 5]))
-    second = pb.DocResult(index=2, id="d", n_tokens=5, row_start=2, tokens=f32(rows[2:]), layers=[f32(layer[2:])],
-                          piece_start=4, pieces=pb.Pieces(hidden=f32(pieces[4:])))
+    first = pb.DocResult(
+        index=2,
+        id="d",
+        fingerprint="fp",
+        n_tokens=5,
+        row_start=0,
+        tokens=f32(rows[:2]),
+        layers=[f32(layer[:2])],
+        no_piece=[4],
+        truncated=[3],
+        words=["a", "b", "c", "d", " "],
+        spaces=[True, True, True, False, False],
+        doc_vector=f32(np.ones(3, np.float32)),
+        more=True,
+        piece_start=0,
+        pieces=pb.Pieces(
+            hidden=f32(pieces[:4]),
+            ids=[101, 5, 6, 7, 8, 9, 102],
+            span_lengths=[7],
+            span_token_starts=[0],
+            span_token_ends=[5],
+            align_lengths=[1, 1, 1, 2, 0],
+            align_indices=[1, 2, 3, 4, 5],
+        ),
+    )
+    second = pb.DocResult(
+        index=2,
+        id="d",
+        n_tokens=5,
+        row_start=2,
+        tokens=f32(rows[2:]),
+        layers=[f32(layer[2:])],
+        piece_start=4,
+        pieces=pb.Pieces(hidden=f32(pieces[4:])),
+    )
     assembler = _wire.Assembler()
     assert assembler.add(first) is None
     out = assembler.add(second)
@@ -171,7 +208,9 @@ def test_assembler_joins_chunks_in_order() -> None:
 
 
 def test_assembler_error_result() -> None:
-    out = _wire.Assembler().add(pb.DocResult(index=1, id="bad", error=pb.Error(code=3, message="docs[1].words: 9 > max (8)")))
+    out = _wire.Assembler().add(
+        pb.DocResult(index=1, id="bad", error=pb.Error(code=3, message="docs[1].words: 9 > max (8)"))
+    )
     assert out is not None and out.error is not None
     assert out.error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert (out.error.index, out.error.doc_id, out.error.reason) == (1, "bad", "docs[1].words: 9 > max (8)")

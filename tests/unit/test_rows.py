@@ -141,8 +141,14 @@ def test_chunk_vectors_follow_their_rows_in_folder_and_npz(tmp_path: Path) -> No
     rng = np.random.default_rng(3)
     folder = tmp_path / "rows"
     writer = RowWriter.create(folder, WIDTH, {}, 1 << 20)
-    rows = {name: rng.standard_normal((n, WIDTH)).astype(np.float32) for name, n in (("a", 4), ("b", 0), ("c", 3), ("d", 2))}
-    chunks = {"a": rng.standard_normal((2, WIDTH)).astype(np.float32), "b": np.zeros((0, WIDTH), np.float32), "c": rng.standard_normal((5, WIDTH)).astype(np.float32)}
+    rows = {
+        name: rng.standard_normal((n, WIDTH)).astype(np.float32) for name, n in (("a", 4), ("b", 0), ("c", 3), ("d", 2))
+    }
+    chunks = {
+        "a": rng.standard_normal((2, WIDTH)).astype(np.float32),
+        "b": np.zeros((0, WIDTH), np.float32),
+        "c": rng.standard_normal((5, WIDTH)).astype(np.float32),
+    }
     for name, array in rows.items():
         writer.add(name, array, chunks.get(name))
     writer.close()
@@ -156,7 +162,11 @@ def test_chunk_vectors_follow_their_rows_in_folder_and_npz(tmp_path: Path) -> No
         write_npz(got, tmp_path / "out.npz", got.chunks)
     assert sorted(np.load(tmp_path / "out.npz").files) == ["a", "a/chunks", "b", "b/chunks", "c", "c/chunks", "d"]
     with open_rows(tmp_path / "out.npz") as got:
-        assert sorted(got) == ["a", "b", "c", "d"] and np.array_equal(got.chunks("c"), chunks["c"]) and got.chunks("d") is None
+        assert (
+            sorted(got) == ["a", "b", "c", "d"]
+            and np.array_equal(got.chunks("c"), chunks["c"])
+            and got.chunks("d") is None
+        )
     # A killed writer is cut back to its index, chunk rows included.
     with (folder / layout.INDEX).open("ab") as f:
         f.write(b'{"id": "e", "sh')

@@ -18,14 +18,24 @@ MiB = 1024 * 1024
 WIDTH = 384
 
 
-def output(n_tokens: int, n_pieces: int = 0, rows: bool = True, n_layers: int = 0, pieces: bool = False,
-           dtype: DType = DType.FLOAT32, from_text: bool = False) -> DocOutput:
+def output(
+    n_tokens: int,
+    n_pieces: int = 0,
+    rows: bool = True,
+    n_layers: int = 0,
+    pieces: bool = False,
+    dtype: DType = DType.FLOAT32,
+    from_text: bool = False,
+) -> DocOutput:
     rng = np.random.default_rng(n_tokens)
     plan = DocPlan(
-        n_tokens=n_tokens, span_ids=[np.full(n_pieces, 7, np.int64)] if n_pieces else [],
+        n_tokens=n_tokens,
+        span_ids=[np.full(n_pieces, 7, np.int64)] if n_pieces else [],
         span_tokens=np.array([[0, n_tokens]] if n_pieces else [], np.int64).reshape(-1, 2),
-        piece_offsets=np.zeros((n_pieces, 2), np.int64), align_lengths=np.ones(n_tokens, np.int64),
-        align_indices=np.arange(n_tokens, dtype=np.int64) % max(n_pieces, 1), truncated=np.array([1, 2], np.int64),
+        piece_offsets=np.zeros((n_pieces, 2), np.int64),
+        align_lengths=np.ones(n_tokens, np.int64),
+        align_indices=np.arange(n_tokens, dtype=np.int64) % max(n_pieces, 1),
+        truncated=np.array([1, 2], np.int64),
     )
     words = ["w"] * n_tokens
 
@@ -36,9 +46,12 @@ def output(n_tokens: int, n_pieces: int = 0, rows: bool = True, n_layers: int = 
         return x.astype(np.float16) if dtype is DType.FLOAT16 else x
 
     return DocOutput(
-        doc=Tokens("doc-7", words, [True] * n_tokens, None, from_text=from_text), plan=plan,
-        rows=wire((n_tokens, WIDTH)) if rows else None, layers=[wire((n_tokens, WIDTH)) for _ in range(n_layers)],
-        pieces=wire((n_pieces, WIDTH)) if pieces else None, doc_vector=None,
+        doc=Tokens("doc-7", words, [True] * n_tokens, None, from_text=from_text),
+        plan=plan,
+        rows=wire((n_tokens, WIDTH)) if rows else None,
+        layers=[wire((n_tokens, WIDTH)) for _ in range(n_layers)],
+        pieces=wire((n_pieces, WIDTH)) if pieces else None,
+        doc_vector=None,
     )
 
 
@@ -81,7 +94,11 @@ def test_large_doc_is_chunked_under_4_mib_and_rebuilt_exactly(dtype: DType) -> N
     assert starts[0] == 0 and starts == sorted(starts)
     assert [m.row_start + m.tokens.shape[0] for m in messages[:-1]] == starts[1:]
     assert all(m.index == 4 and m.id == "doc-7" and m.n_tokens == n_tokens for m in messages)
-    assert all(m.tokens.dtype == {DType.FLOAT32: pb.DTYPE_FLOAT32, DType.FLOAT16: pb.DTYPE_FLOAT16, DType.BFLOAT16: pb.DTYPE_BFLOAT16}[dtype] for m in messages)
+    assert all(
+        m.tokens.dtype
+        == {DType.FLOAT32: pb.DTYPE_FLOAT32, DType.FLOAT16: pb.DTYPE_FLOAT16, DType.BFLOAT16: pb.DTYPE_BFLOAT16}[dtype]
+        for m in messages
+    )
     got = assemble(messages)
     assert out.rows is not None and got.rows.dtype == np.float32
     assert np.array_equal(got.rows, decoded(out.rows, dtype))

@@ -28,7 +28,9 @@ def reference(rows: np.ndarray, lengths: np.ndarray, indices: np.ndarray, poolin
     return out
 
 
-def ragged(seed: int, n_pieces: int = 40, n_tokens: int = 60, width: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ragged(
+    seed: int, n_pieces: int = 40, n_tokens: int = 60, width: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     rows = rng.normal(size=(n_pieces, width)).astype(np.float32) - 3.0  # mostly negative: max must not clamp at 0
     lengths = rng.integers(0, 5, size=n_tokens)
@@ -70,7 +72,9 @@ def test_half_precision_rows_pool_to_float32(dtype: torch.dtype, pooling: Poolin
     half = torch.from_numpy(rows).to(dtype)
     got = pool(half, lengths, indices, pooling)
     assert got.dtype == torch.float32
-    np.testing.assert_allclose(got.numpy(), reference(half.float().numpy(), lengths, indices, pooling), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got.numpy(), reference(half.float().numpy(), lengths, indices, pooling), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_ordering_of_first_and_last() -> None:

@@ -23,7 +23,9 @@ def test_defaults_without_a_file() -> None:
 
 
 def test_values_from_file(tmp_path: Path) -> None:
-    path = config(tmp_path, """
+    path = config(
+        tmp_path,
+        """
 address = "0.0.0.0:6000"
 grace_s = 3.5
 [limits]
@@ -37,7 +39,8 @@ max_wait_ms = 2.5
 [[models]]
 name = "fake"
 backend = "fake"
-""")
+""",
+    )
     s = load_settings(path)
     assert (s.address, s.grace_s, s.limits) == ("0.0.0.0:6000", 3.5, Limits(max_tokens_per_doc=100))
     assert s.models == (
@@ -49,7 +52,9 @@ backend = "fake"
 
 
 def test_flags_win_over_the_file_and_model_flags_apply_to_the_first_model(tmp_path: Path) -> None:
-    path = config(tmp_path, 'address = "127.0.0.1:1"\n[[models]]\nname = "a"\nbackend = "fake"\n[[models]]\nname = "b"\n')
+    path = config(
+        tmp_path, 'address = "127.0.0.1:1"\n[[models]]\nname = "a"\nbackend = "fake"\n[[models]]\nname = "b"\n'
+    )
     s = load_settings(path, server={"address": "127.0.0.1:2", "grace_s": None}, model={"path": "/m", "backend": None})
     assert (s.address, s.grace_s) == ("127.0.0.1:2", Settings().grace_s)
     assert s.models == (ModelSettings(path="/m", name="a", backend="fake"), ModelSettings(name="b"))
@@ -63,13 +68,19 @@ def test_security_flags_merge_with_the_file(tmp_path: Path) -> None:
     assert s.security == Security(token_file=str(tokens), allow_insecure_token=True)
 
 
-@pytest.mark.parametrize(("text", "names"), [
-    ("colour = 1\n", ["tokvec.toml:", "'colour'"]),
-    ("[limits]\nmax_tokens = 5\n", ["tokvec.toml.limits:", "'max_tokens'"]),
-    ("[[models]]\nweights = 'x'\n", ["tokvec.toml.models[0]:", "'weights'"]),
-    ("[[models]]\n[[models]]\n[models.batching]\nmax_wait = 5\n", ["tokvec.toml.models[1].batching:", "'max_wait'"]),
-    ("device = 'cpu'\n", ["tokvec.toml:", "'device'"]),  # a model setting at the top level
-])
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("colour = 1\n", ["tokvec.toml:", "'colour'"]),
+        ("[limits]\nmax_tokens = 5\n", ["tokvec.toml.limits:", "'max_tokens'"]),
+        ("[[models]]\nweights = 'x'\n", ["tokvec.toml.models[0]:", "'weights'"]),
+        (
+            "[[models]]\n[[models]]\n[models.batching]\nmax_wait = 5\n",
+            ["tokvec.toml.models[1].batching:", "'max_wait'"],
+        ),
+        ("device = 'cpu'\n", ["tokvec.toml:", "'device'"]),  # a model setting at the top level
+    ],
+)
 def test_unknown_key_is_named(tmp_path: Path, text: str, names: list[str]) -> None:
     with pytest.raises(ValueError) as info:
         load_settings(config(tmp_path, text))
@@ -82,21 +93,27 @@ def test_unknown_flag_is_named(group: str) -> None:
         load_settings(**{group: {"colour": "red"}})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[limits]\nmax_tokens_per_doc = -1\n", "max_tokens_per_doc: -1 is not a non-negative number"),
-    ('[limits]\nmax_docs_per_request = "many"\n', "max_docs_per_request: 'many' is not a non-negative number"),
-    ("[[models]]\n[models.batching]\nmax_wait_ms = true\n", "max_wait_ms: True is not a non-negative number"),
-    ("[[models]]\n[models.batching]\nmin_padding_efficiency = 1.5\n", "min_padding_efficiency: 1.5 > 1 (a share of the padded pieces)"),
-    ("[[models]]\n[models.batching]\nrearrival_ms = -1\n", "rearrival_ms: -1 is not a non-negative number"),
-    ("[[models]]\n[models.batching]\nmax_batch_items = 100\n", "max_batch_items: 100 < 512 (one full-length span)"),
-    ("[[models]]\n[[models]]\nbackend = 'tf'\n", f"backend: 'tf' is not one of {', '.join(BACKENDS)}"),
-    ("[[models]]\ndtype = 'fp8'\n", "dtype: 'fp8' is not auto, float32, float16 or bfloat16"),
-    ("[[models]]\ndevice = 'tpu'\n", "device: 'tpu' is not auto, cpu, cuda or cuda:N"),
-    ("[[models]]\nquantize = 'int4'\n", "quantize: 'int4' is not int8"),
-    ("[[models]]\nname = 'a'\n[[models]]\nname = 'a'\n", "models: names must differ, got ['a', 'a']"),
-    ("models = []\n", "tokvec.toml.models: a non-empty list of [[models]] tables"),
-    ("log_format = 'xml'\n", "log_format: 'xml' is not text or json"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[limits]\nmax_tokens_per_doc = -1\n", "max_tokens_per_doc: -1 is not a non-negative number"),
+        ('[limits]\nmax_docs_per_request = "many"\n', "max_docs_per_request: 'many' is not a non-negative number"),
+        ("[[models]]\n[models.batching]\nmax_wait_ms = true\n", "max_wait_ms: True is not a non-negative number"),
+        (
+            "[[models]]\n[models.batching]\nmin_padding_efficiency = 1.5\n",
+            "min_padding_efficiency: 1.5 > 1 (a share of the padded pieces)",
+        ),
+        ("[[models]]\n[models.batching]\nrearrival_ms = -1\n", "rearrival_ms: -1 is not a non-negative number"),
+        ("[[models]]\n[models.batching]\nmax_batch_items = 100\n", "max_batch_items: 100 < 512 (one full-length span)"),
+        ("[[models]]\n[[models]]\nbackend = 'tf'\n", f"backend: 'tf' is not one of {', '.join(BACKENDS)}"),
+        ("[[models]]\ndtype = 'fp8'\n", "dtype: 'fp8' is not auto, float32, float16 or bfloat16"),
+        ("[[models]]\ndevice = 'tpu'\n", "device: 'tpu' is not auto, cpu, cuda or cuda:N"),
+        ("[[models]]\nquantize = 'int4'\n", "quantize: 'int4' is not int8"),
+        ("[[models]]\nname = 'a'\n[[models]]\nname = 'a'\n", "models: names must differ, got ['a', 'a']"),
+        ("models = []\n", "tokvec.toml.models: a non-empty list of [[models]] tables"),
+        ("log_format = 'xml'\n", "log_format: 'xml' is not text or json"),
+    ],
+)
 def test_bad_value_is_named(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ValueError) as info:
         load_settings(config(tmp_path, text))
@@ -115,7 +132,11 @@ def test_security_nonsense_is_named(tmp_path: Path) -> None:
         ({"token_file": str(tmp_path / "none")}, {}, f"token_file: {tmp_path / 'none'} is not a readable file"),
         ({"tls_cert": str(pem)}, {}, "tls_cert and tls_key: set both or neither"),
         ({"tls_client_ca": str(pem)}, {}, "tls_client_ca: mutual TLS needs tls_cert and tls_key too"),
-        ({"token_file": str(pem)}, {"address": "0.0.0.0:50051"}, "token_file: bearer tokens over plaintext on 0.0.0.0:50051"),
+        (
+            {"token_file": str(pem)},
+            {"address": "0.0.0.0:50051"},
+            "token_file: bearer tokens over plaintext on 0.0.0.0:50051",
+        ),
     ]
     for security, server, expected in cases:
         with pytest.raises(ValueError) as info:

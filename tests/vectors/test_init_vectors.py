@@ -34,8 +34,23 @@ def test_word2vec_binary_converts_to_the_same_table_as_its_text(tables, tmp_path
 
 def test_prune_remaps_exactly_as_spacy_init_vectors(tables, tmp_path):
     PRUNE = tables.prune
-    done = subprocess.run([sys.executable, "-m", "spacy", "init", "vectors", "en", str(tables.vec), str(tmp_path / "spacy"), "--prune", str(PRUNE)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "init",
+            "vectors",
+            "en",
+            str(tables.vec),
+            str(tmp_path / "spacy"),
+            "--prune",
+            str(PRUNE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     (ours, our_keys), (theirs, their_keys) = table(tables.default), table(tmp_path / "spacy")
     assert our_keys == their_keys and len(set(our_keys.values())) == PRUNE < len(our_keys)
@@ -51,8 +66,19 @@ def test_floret_models_keep_their_hashed_table_and_fasttext_mode_models_their_wo
     words = ["the", "Enron", "unseen-word"]
     np.testing.assert_allclose(vectors.get_batch(words), np.stack([model.get_word_vector(w) for w in words]), atol=1e-5)
 
-    ft = floret.train_unsupervised(str(tables.floret.parent / "ewt.txt"), model="cbow", mode="fasttext", dim=8, epoch=1,
-                                   minn=3, maxn=5, bucket=2000, thread=1, minCount=3, verbose=0)
+    ft = floret.train_unsupervised(
+        str(tables.floret.parent / "ewt.txt"),
+        model="cbow",
+        mode="fasttext",
+        dim=8,
+        epoch=1,
+        minn=3,
+        maxn=5,
+        bucket=2000,
+        thread=1,
+        minCount=3,
+        verbose=0,
+    )
     ft.save_model(str(tmp_path / "ft.bin"))
     assert tokvec_main(["init-vectors", str(tmp_path / "ft.bin"), str(tmp_path / "ft")]) == 0
     converted, keys = table(tmp_path / "ft")
@@ -63,7 +89,9 @@ def test_floret_models_keep_their_hashed_table_and_fasttext_mode_models_their_wo
 
 def test_fastext_own_binary(tables, tmp_path):
     fasttext = pytest.importorskip("fasttext")
-    model = fasttext.train_unsupervised(str(tables.floret.parent / "ewt.txt"), model="skipgram", dim=8, epoch=1, minCount=3, thread=1, verbose=0)
+    model = fasttext.train_unsupervised(
+        str(tables.floret.parent / "ewt.txt"), model="skipgram", dim=8, epoch=1, minCount=3, thread=1, verbose=0
+    )
     model.save_model(str(tmp_path / "real.bin"))
     assert tokvec_main(["init-vectors", str(tmp_path / "real.bin"), str(tmp_path / "real")]) == 0
     converted, _ = table(tmp_path / "real")

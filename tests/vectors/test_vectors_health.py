@@ -28,7 +28,9 @@ def test_a_served_table_is_serving_then_drains_with_the_rest(tables):
     try:
         assert statuses(server.address) == dict.fromkeys(NAMES, SERVING)
         with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as unknown:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="tokvec.v1.Nope"), timeout=5)
+            health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="tokvec.v1.Nope"), timeout=5
+            )
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
         stopping.start()  # SIGTERM's path: readiness flips, the server listens on for drain_s
         deadline = time.monotonic() + 0.9
@@ -45,6 +47,10 @@ def test_a_served_table_is_serving_then_drains_with_the_rest(tables):
 def test_without_a_table_the_vectors_service_is_known_and_not_serving():
     server = ServerThread(Settings(models=(ModelSettings(backend="fake"),)))
     try:
-        assert statuses(server.address) == {"": SERVING, "tokvec.v1.EmbedService": SERVING, "tokvec.v1.VectorsService": NOT_SERVING}
+        assert statuses(server.address) == {
+            "": SERVING,
+            "tokvec.v1.EmbedService": SERVING,
+            "tokvec.v1.VectorsService": NOT_SERVING,
+        }
     finally:
         server.stop()

@@ -25,7 +25,10 @@ def quietly(fn):
 
 @pytest.mark.parametrize("table", ["default", "floret"])
 def test_lookups_equal_spacy_token_and_doc_vectors_on_all_ewt_docs(table, request, ewt_docs):
-    server, nlp = request.getfixturevalue(f"{table}_server" if table == "floret" else "vectors_server"), request.getfixturevalue(f"{table}_nlp")
+    server, nlp = (
+        request.getfixturevalue(f"{table}_server" if table == "floret" else "vectors_server"),
+        request.getfixturevalue(f"{table}_nlp"),
+    )
     with tokvec.VectorsClient(server.address) as client:
         info = client.info()
         results = client.lookup(ewt_docs)
@@ -54,17 +57,36 @@ def test_oov_policy_error_fails_the_doc_alone(vectors_server):
 
 @pytest.mark.parametrize("table", ["default", "floret"])
 def test_similarities_equal_spacy(table, request, ewt_docs):
-    server, nlp = request.getfixturevalue(f"{table}_server" if table == "floret" else "vectors_server"), request.getfixturevalue(f"{table}_nlp")
-    docs = ewt_docs[:40] + [{"words": ewt_docs[3]["words"], "spaces": ewt_docs[3]["spaces"]}, {"words": ["zzyzx-unseen"], "spaces": [False]}]
+    server, nlp = (
+        request.getfixturevalue(f"{table}_server" if table == "floret" else "vectors_server"),
+        request.getfixturevalue(f"{table}_nlp"),
+    )
+    docs = ewt_docs[:40] + [
+        {"words": ewt_docs[3]["words"], "spaces": ewt_docs[3]["spaces"]},
+        {"words": ["zzyzx-unseen"], "spaces": [False]},
+    ]
     sdocs = spacy_docs(nlp, docs)
     pairs, expected = [], []
     for i in range(len(docs) - 1):
         j = i + 1
         a, b = sdocs[i], sdocs[j]
         ends = (min(3, len(a)), min(4, len(b)))
-        pairs += [((i,), (j,)), ((i, 0), (j, 0)), ((i, 0, ends[0]), (j, 0, ends[1])), ((i, 0), (j,)), ((j,), (i, 0)), ((i, 0, 1), (i, 0))]
-        expected += [quietly(lambda: a.similarity(b)), quietly(lambda: a[0].similarity(b[0])), quietly(lambda: a[: ends[0]].similarity(b[: ends[1]])),
-                     quietly(lambda: a[0].similarity(b)), quietly(lambda: b.similarity(a[0])), quietly(lambda: a[:1].similarity(a[0]))]
+        pairs += [
+            ((i,), (j,)),
+            ((i, 0), (j, 0)),
+            ((i, 0, ends[0]), (j, 0, ends[1])),
+            ((i, 0), (j,)),
+            ((j,), (i, 0)),
+            ((i, 0, 1), (i, 0)),
+        ]
+        expected += [
+            quietly(lambda: a.similarity(b)),
+            quietly(lambda: a[0].similarity(b[0])),
+            quietly(lambda: a[: ends[0]].similarity(b[: ends[1]])),
+            quietly(lambda: a[0].similarity(b)),
+            quietly(lambda: b.similarity(a[0])),
+            quietly(lambda: a[:1].similarity(a[0])),
+        ]
     with tokvec.VectorsClient(server.address) as client:
         scores = client.similarity(docs, pairs)
     np.testing.assert_allclose(scores, np.asarray(expected, np.float32), atol=1e-5, rtol=0)
@@ -73,7 +95,11 @@ def test_similarities_equal_spacy(table, request, ewt_docs):
 
 def test_bad_items_are_named(vectors_server):
     with tokvec.VectorsClient(vectors_server.address) as client:
-        for pair, field in [(((0,), (2,)), "pairs[0].b.doc"), (((0, 5), (0,)), "pairs[0].a.start"), (((0, 1, 9), (0,)), "pairs[0].a")]:
+        for pair, field in [
+            (((0,), (2,)), "pairs[0].b.doc"),
+            (((0, 5), (0,)), "pairs[0].a.start"),
+            (((0, 1, 9), (0,)), "pairs[0].a"),
+        ]:
             with pytest.raises(ServerError) as caught:
                 client.similarity([["a", "b"], ["c"]], [pair])
             assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details

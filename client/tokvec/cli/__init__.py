@@ -9,7 +9,9 @@ from tokvec.cli import embed, export_onnx, info, init_vectors, serve, split
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tokvec", description="Per-token embeddings from a shared transformer server.")
+    parser = argparse.ArgumentParser(
+        prog="tokvec", description="Per-token embeddings from a shared transformer server."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (serve, embed, info, init_vectors, export_onnx, split):
         module.add_parser(commands)

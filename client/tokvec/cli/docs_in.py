@@ -50,7 +50,9 @@ def read_docs(f: BinaryIO, name: str, done: IdSet, counts: Counts, say: Callable
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            problem = f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            problem = (
+                f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            )
         else:
             problem = check(doc)
         if problem is None and not seen.add(str(doc["id"])):

@@ -27,17 +27,45 @@ MiB = 1024 * 1024
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = commands.add_parser("embed", help="embed a JSONL corpus into per-token rows (a rows folder, or an .npz)")
-    p.add_argument("input", type=Path, help='one doc per line: {"id", "words", "spaces"} or {"id", "text"}, optionally "chunks": [[start, end], ...] '
-                   '(token ranges: one vector each, pooled with --pooling, in ID/chunks); - reads standard input')
-    p.add_argument("--server", action="append", help="HOST:PORT, unix:PATH or dns:///NAME:PORT; several (repeated or comma-separated) share the work")
-    p.add_argument("--output", "-o", type=Path, required=True,
-                   help="PATH.npz: one .npz (small jobs); any other PATH: a rows folder (tokvec.open_rows reads both)")
+    p.add_argument(
+        "input",
+        type=Path,
+        help='one doc per line: {"id", "words", "spaces"} or {"id", "text"}, optionally "chunks": [[start, end], ...] '
+        "(token ranges: one vector each, pooled with --pooling, in ID/chunks); - reads standard input",
+    )
+    p.add_argument(
+        "--server",
+        action="append",
+        help="HOST:PORT, unix:PATH or dns:///NAME:PORT; several (repeated or comma-separated) share the work",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        required=True,
+        help="PATH.npz: one .npz (small jobs); any other PATH: a rows folder (tokvec.open_rows reads both)",
+    )
     p.add_argument("--pooling", default="mean", choices=["mean", "max", "first", "last", "sum"])
     p.add_argument("--spans", default="tokens:128:96", help="doc | sents | tokens:W:S | pieces:W:S")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="wire dtype; rows are stored float32")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="wire dtype; rows are stored float32",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="docs per stream message")
-    p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="how long to wait for a server that is starting (default 120)")
-    p.add_argument("--resume", action="store_true", help="go on with an interrupted run (PATH.partial): finished docs are not sent again")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for a server that is starting (default 120)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run (PATH.partial): finished docs are not sent again",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing output (and drop an interrupted one)")
     p.add_argument("--shard-mb", type=float, default=1024.0, help="rows folder: start a new shard past this many MiB")
     p.set_defaults(run=run)
@@ -60,7 +88,9 @@ class Run:
         if self.writer is None:
             a = self.args
             identity = {"fingerprint": model.fingerprint, "pooling": a.pooling, "spans": a.spans, "wire_dtype": a.dtype}
-            self.writer = self.output.open(model.width, identity, {"model": model.name}, int(a.shard_mb * MiB), a.resume, self.done)
+            self.writer = self.output.open(
+                model.width, identity, {"model": model.name}, int(a.shard_mb * MiB), a.resume, self.done
+            )
             self.width = self.writer.width
         elif model.width != self.width:
             raise Fatal(f"{address} serves width {model.width}, the run's rows have width {self.width}")
@@ -70,7 +100,9 @@ class Run:
         chunks = None
         if "chunks" in item.doc:
             if not result.chunk_vectors:
-                self.failed_doc(item, "chunks: the server sent no chunk vectors (it predates OUTPUT_CHUNK_VECTORS)", False)
+                self.failed_doc(
+                    item, "chunks: the server sent no chunk vectors (it predates OUTPUT_CHUNK_VECTORS)", False
+                )
                 return
             chunks = result.chunk_vectors[0]
         self.writer.add(item.id, result.rows, chunks)
@@ -91,8 +123,18 @@ class Run:
         a = self.args
         addresses = [s for arg in (a.server or ["127.0.0.1:50051"]) for s in arg.split(",") if s]
         items = read_docs(source, str(a.input), self.done, self.counts, self.progress.say)
-        pump = Pump(addresses, items, {"pooling": a.pooling, "spans": a.spans, "dtype": a.dtype}, batch_size=a.batch_size, wait_s=a.wait,
-                    started=self.started, done=self.done_doc, failed=self.failed_doc, say=self.progress.say, outputs=_outputs)
+        pump = Pump(
+            addresses,
+            items,
+            {"pooling": a.pooling, "spans": a.spans, "dtype": a.dtype},
+            batch_size=a.batch_size,
+            wait_s=a.wait,
+            started=self.started,
+            done=self.done_doc,
+            failed=self.failed_doc,
+            say=self.progress.say,
+            outputs=_outputs,
+        )
         await pump.run()
 
 
@@ -139,7 +181,10 @@ def _stopped(state: Run, message: str, code: int = 1) -> int:
     if state.writer is not None and not len(state.writer.done):
         state.output.discard()
     elif state.writer is not None:
-        print(f"tokvec embed: {len(state.done):,} docs are in {state.output.partial}; run again with --resume to go on", file=sys.stderr)
+        print(
+            f"tokvec embed: {len(state.done):,} docs are in {state.output.partial}; run again with --resume to go on",
+            file=sys.stderr,
+        )
     return code
 
 
@@ -150,11 +195,17 @@ def _finished(state: Run) -> int:
     before = f" ({counts.done_before:,} done before)" if counts.done_before else ""
     rate = f"{p.tokens / max(seconds, 1e-9):,.0f} tokens/s"
     if state.gave_up:
-        print(f"tokvec embed: {p.docs:,} docs, {p.tokens:,} tokens in {seconds:.1f}s ({rate}){before}; {state.gave_up:,} docs not embedded "
-              f"(servers busy or away): they stay out of {state.output.partial}; run again with --resume to send them", file=err)
+        print(
+            f"tokvec embed: {p.docs:,} docs, {p.tokens:,} tokens in {seconds:.1f}s ({rate}){before}; {state.gave_up:,} docs not embedded "
+            f"(servers busy or away): they stay out of {state.output.partial}; run again with --resume to send them",
+            file=err,
+        )
         return 1
     state.output.finish()
-    print(f"tokvec embed: {p.docs:,} docs, {p.tokens:,} tokens in {seconds:.1f}s ({rate}){before} -> {state.output.path}", file=err)
+    print(
+        f"tokvec embed: {p.docs:,} docs, {p.tokens:,} tokens in {seconds:.1f}s ({rate}){before} -> {state.output.path}",
+        file=err,
+    )
     if counts.bad:
         print(f"tokvec embed: {counts.bad} lines skipped", file=err)
     return 1 if counts.bad else 0

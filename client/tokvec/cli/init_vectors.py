@@ -23,13 +23,21 @@ FASTTEXT_MAGIC = 793712314  # the first int32 of every fastText / floret .bin
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = commands.add_parser("init-vectors", help="convert .vec/.txt/.bin/.floret word vectors into a folder for tokvec serve --vectors")
-    p.add_argument("vectors", type=Path, help="word2vec/fastText text (.vec/.txt[.gz|.zip]), word2vec .bin, fastText/floret model .bin, or .floret")
+    p = commands.add_parser(
+        "init-vectors", help="convert .vec/.txt/.bin/.floret word vectors into a folder for tokvec serve --vectors"
+    )
+    p.add_argument(
+        "vectors",
+        type=Path,
+        help="word2vec/fastText text (.vec/.txt[.gz|.zip]), word2vec .bin, fastText/floret model .bin, or .floret",
+    )
     p.add_argument("output", type=Path, help="folder to write (a spaCy pipeline folder with the vectors)")
     p.add_argument("--lang", default="en", help="language of the blank pipeline that holds the table (default en)")
     p.add_argument("--prune", type=int, default=-1, help="keep N rows; other keys map to their nearest kept row")
     p.add_argument("--truncate", type=int, default=0, help="read only the first N vectors of a text table")
-    p.add_argument("--mode", choices=("default", "floret"), help="table mode (default: floret for .floret files and floret models)")
+    p.add_argument(
+        "--mode", choices=("default", "floret"), help="table mode (default: floret for .floret files and floret models)"
+    )
     p.add_argument("--name", help="the table's name (default: LANG_pipeline.vectors, as spaCy)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
     p.set_defaults(run=run)
@@ -57,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     table = nlp.vocab.vectors
     keys = f"{table.n_keys} keys, " if mode == "default" else ""
-    print(f"tokvec init-vectors: {keys}{table.shape[0]} rows x {table.shape[1]} ({mode} mode) -> {out}", file=sys.stderr)
+    print(
+        f"tokvec init-vectors: {keys}{table.shape[0]} rows x {table.shape[1]} ({mode} mode) -> {out}", file=sys.stderr
+    )
     return 0
 
 
@@ -124,7 +134,9 @@ def _load_fasttext(path: Path) -> tuple[Any, bool]:
     try:
         import fasttext
     except ImportError:
-        raise ImportError("a fastText .bin needs fasttext: pip install fasttext (or convert its .vec text instead)") from None
+        raise ImportError(
+            "a fastText .bin needs fasttext: pip install fasttext (or convert its .vec text instead)"
+        ) from None
     return fasttext.load_model(str(path)), False
 
 

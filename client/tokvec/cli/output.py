@@ -27,7 +27,9 @@ class Output:
             return f"{self.partial} holds an interrupted run; pass --resume to go on with it, or --force to start over"
         return None
 
-    def open(self, width: int, identity: dict[str, Any], extra: dict[str, Any], shard_bytes: int, resume: bool, done: IdSet) -> RowWriter:
+    def open(
+        self, width: int, identity: dict[str, Any], extra: dict[str, Any], shard_bytes: int, resume: bool, done: IdSet
+    ) -> RowWriter:
         if resume and self.partial.exists():
             return RowWriter.resume(self.partial, identity, shard_bytes, done)
         if self.partial.exists():

@@ -17,8 +17,16 @@ class Progress:
         self.docs = self.tokens = self.bytes = 0
         self.started = time.perf_counter()
         self._shown = 0.0
-        self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, file=err, disable=not err.isatty(), dynamic_ncols=True,
-                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}", mininterval=0.2)
+        self.bar = tqdm(
+            total=total_bytes,
+            unit="B",
+            unit_scale=True,
+            file=err,
+            disable=not err.isatty(),
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}",
+            mininterval=0.2,
+        )
 
     def say(self, message: str) -> None:
         if self.bar.disable:

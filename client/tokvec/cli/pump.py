@@ -20,7 +20,12 @@ from tokvec.cli.docs_in import Item
 from tokvec.errors import ServerError
 
 # In-band or whole-stream codes that say "not now": the doc is sent again (after a pause).
-PASSING = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
+PASSING = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+}
 PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)  # before each new try; a doc is given up after len(PAUSES) tries
 
 
@@ -33,9 +38,18 @@ class Pump:
     embedded, ``failed(item, reason, passing)`` for each given up."""
 
     def __init__(
-        self, addresses: list[str], items: Iterator[Item], client_options: dict[str, Any], *, batch_size: int, wait_s: float,
-        started: Callable[[str, ServerInfo], None], done: Callable[[Item, Embedding], None], failed: Callable[[Item, str, bool], None],
-        say: Callable[[str], None], outputs: Callable[[ServerInfo], tuple[str, ...]] = lambda _info: ("tokens",),
+        self,
+        addresses: list[str],
+        items: Iterator[Item],
+        client_options: dict[str, Any],
+        *,
+        batch_size: int,
+        wait_s: float,
+        started: Callable[[str, ServerInfo], None],
+        done: Callable[[Item, Embedding], None],
+        failed: Callable[[Item, str, bool], None],
+        say: Callable[[str], None],
+        outputs: Callable[[ServerInfo], tuple[str, ...]] = lambda _info: ("tokens",),
     ) -> None:
         self.addresses, self.items, self.client_options = addresses, items, client_options
         self.batch_size, self.wait_s = batch_size, wait_s
@@ -66,7 +80,9 @@ class Pump:
                 task.cancel()
             await asyncio.gather(*lanes, complete, return_exceptions=True)
         if not self._finished():
-            raise Fatal(f"no server to send the remaining docs to ({', '.join(self.addresses)}: not ready within --wait {self.wait_s:g}s)")
+            raise Fatal(
+                f"no server to send the remaining docs to ({', '.join(self.addresses)}: not ready within --wait {self.wait_s:g}s)"
+            )
 
     def _finished(self) -> bool:
         return self.exhausted and not self.retry and self.in_flight == 0
@@ -81,7 +97,9 @@ class Pump:
                 info = await client.info()
                 model = info.model
                 if self.fingerprint and model.fingerprint != self.fingerprint:
-                    raise Fatal(f"{address} serves {model.name} ({model.fingerprint}), the run's other rows come from {self.fingerprint}")
+                    raise Fatal(
+                        f"{address} serves {model.name} ({model.fingerprint}), the run's other rows come from {self.fingerprint}"
+                    )
                 self.fingerprint = model.fingerprint
                 self.started(address, info)
                 window = self._window(info)
@@ -167,7 +185,9 @@ class Pump:
     def _handle(self, item: Item, result: Embedding) -> None:
         if result.error is None:
             if result.fingerprint and result.fingerprint != self.fingerprint:
-                raise Fatal(f"doc {item.id!r} came from model {result.fingerprint}, the run's other rows from {self.fingerprint}")
+                raise Fatal(
+                    f"doc {item.id!r} came from model {result.fingerprint}, the run's other rows from {self.fingerprint}"
+                )
             self.done(item, result)
             return
         reason = result.error.reason

@@ -9,10 +9,12 @@ import sys
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = commands.add_parser(
-        "split", help="copy a trained spaCy pipeline so that its transformer (or shared tok2vec) is read from a tokvec server",
+        "split",
+        help="copy a trained spaCy pipeline so that its transformer (or shared tok2vec) is read from a tokvec server",
         description="Writes OUT: PIPELINE with its `transformer` (or shared `tok2vec`) component replaced by tokvec_transformer "
         "and every listener by tokvec.RemoteListener.v1 (keeping its pooling); every other component and weight unchanged. "
-        "The server at --address must serve PIPELINE's encoder (tokvec serve --model PIPELINE): its fingerprint is stored.")
+        "The server at --address must serve PIPELINE's encoder (tokvec serve --model PIPELINE): its fingerprint is stored.",
+    )
     p.add_argument("pipeline", metavar="PIPELINE", help="a pipeline folder or an installed pipeline package name")
     p.add_argument("out", metavar="OUT", help="the folder to write (must not exist)")
     p.add_argument("--address", required=True, action="append", help="HOST:PORT of the server (repeat for replicas)")
@@ -37,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     p = done.plan
     print(f"tokvec split: wrote {done.out}")
-    print(f"  {p.source}: {p.factory} -> tokvec_transformer (spans {p.spans}, model {done.fingerprint}, width {done.width})")
+    print(
+        f"  {p.source}: {p.factory} -> tokvec_transformer (spans {p.spans}, model {done.fingerprint}, width {done.width})"
+    )
     for listener in p.listeners:
-        print(f"  {listener.setting}: {listener.architecture} -> tokvec.RemoteListener.v1" + (f" (pooling {listener.pooling})" if listener.pooling else ""))
+        print(
+            f"  {listener.setting}: {listener.architecture} -> tokvec.RemoteListener.v1"
+            + (f" (pooling {listener.pooling})" if listener.pooling else "")
+        )
     return 0

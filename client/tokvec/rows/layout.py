@@ -77,7 +77,9 @@ def read_meta(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"{folder}: not a tokvec rows folder (no {META})") from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}, expected {FORMAT!r} version {VERSION}")
+        raise ValueError(
+            f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}, expected {FORMAT!r} version {VERSION}"
+        )
     return meta
 
 

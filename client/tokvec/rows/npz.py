@@ -11,7 +11,9 @@ import numpy as np
 from numpy.lib import format as npy
 
 
-def write_npz(rows: Mapping[str, np.ndarray], path: Path, chunks: Callable[[str], np.ndarray | None] = lambda _id: None) -> None:
+def write_npz(
+    rows: Mapping[str, np.ndarray], path: Path, chunks: Callable[[str], np.ndarray | None] = lambda _id: None
+) -> None:
     """What ``np.savez(path, **rows)`` writes, read back by ``np.load``, plus ``ID/chunks`` for
     each doc ``chunks(ID)`` has chunk vectors for; written beside ``path`` and renamed onto it,
     so ``path`` is never a half-written file."""

@@ -31,7 +31,9 @@ class RowWriter:
         self._index = os.open(folder / layout.INDEX, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     @classmethod
-    def create(cls, folder: Path, width: int, meta: dict[str, Any], shard_bytes: int, done: IdSet | None = None) -> RowWriter:
+    def create(
+        cls, folder: Path, width: int, meta: dict[str, Any], shard_bytes: int, done: IdSet | None = None
+    ) -> RowWriter:
         folder.mkdir(parents=True)
         layout.write_meta(folder, {"width": width, **meta})
         return cls(folder, width, shard_bytes, done if done is not None else IdSet(), 0)
@@ -68,7 +70,9 @@ class RowWriter:
         row = self._rows
         if n:
             # The array's own buffer, not a bytes copy of it: one less transient allocation per doc.
-            os.pwrite(self._fd, np.ascontiguousarray(rows, dtype=layout.DTYPE), layout.HEADER + row * self.width * layout.ITEM)
+            os.pwrite(
+                self._fd, np.ascontiguousarray(rows, dtype=layout.DTYPE), layout.HEADER + row * self.width * layout.ITEM
+            )
             self._rows += n
             os.pwrite(self._fd, layout.npy_header(self._rows, self.width), 0)
         k = None if chunks is None else len(chunks)

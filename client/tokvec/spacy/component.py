@@ -43,14 +43,34 @@ DEFAULT_CONFIG = {
 
 @Language.factory("tokvec_transformer", assigns=["doc._.tokvec"], default_config=DEFAULT_CONFIG)
 def make_tokvec_transformer(
-    nlp: Language, name: str, address: str | list[str], pooling: str, spans: str, dtype: str,
-    timeout: float, model: str, token_env: str, tls: bool, ca_file: str, fingerprint: str, pieces: bool,
+    nlp: Language,
+    name: str,
+    address: str | list[str],
+    pooling: str,
+    spans: str,
+    dtype: str,
+    timeout: float,
+    model: str,
+    token_env: str,
+    tls: bool,
+    ca_file: str,
+    fingerprint: str,
+    pieces: bool,
 ) -> TokvecTransformer:
     """Rows from a tokvec server for every doc, shared with the listeners of later components.
     ``fingerprint`` pins the server's model ("" = whatever serves at initialize, then saved);
     ``pieces`` also keeps piece-level hidden states and alignment in ``doc._.tokvec_pieces``."""
     settings = RemoteSettings.build(
-        address, pooling=pooling, spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
+        address,
+        pooling=pooling,
+        spans=spans,
+        dtype=dtype,
+        timeout=timeout,
+        model=model,
+        token_env=token_env,
+        tls=tls,
+        ca_file=ca_file,
+    )
     return TokvecTransformer(nlp.vocab, settings, name=name, fingerprint=fingerprint, pieces=pieces)
 
 
@@ -58,7 +78,9 @@ class TokvecTransformer(Pipe):
     """Like spacy-transformers' ``transformer`` component, with the encoder in another process.
     Saves the server's address and model fingerprint, never weights."""
 
-    def __init__(self, vocab: Any, settings: RemoteSettings, *, name: str = "tokvec", fingerprint: str = "", pieces: bool = False) -> None:
+    def __init__(
+        self, vocab: Any, settings: RemoteSettings, *, name: str = "tokvec", fingerprint: str = "", pieces: bool = False
+    ) -> None:
         self.vocab = vocab
         self.name = name
         self.remote = Remote(settings)
@@ -75,8 +97,10 @@ class TokvecTransformer(Pipe):
 
     @property
     def fix(self) -> str:
-        return (f"Point [components.{self.name}] address at a server running the pipeline's model "
-                "(`tokvec info --server ADDRESS` shows its fingerprint), or retrain the pipeline on this one.")
+        return (
+            f"Point [components.{self.name}] address at a server running the pipeline's model "
+            "(`tokvec info --server ADDRESS` shows its fingerprint), or retrain the pipeline on this one."
+        )
 
     # -- listeners: the protocol spaCy's Language._link_components drives (spacy.ty.ListenedToComponent)
 
@@ -117,7 +141,8 @@ class TokvecTransformer(Pipe):
             if listener.has_dim("nO") and listener.get_dim("nO") != width:
                 raise ModelMismatchError(
                     f"{listener.who}: width = {listener.get_dim('nO')}, but {self.who}'s model is {width} wide: "
-                    f"set width = {width} in the tokvec.RemoteListener.v1 block of [components.{listener.component}] (or leave it out)")
+                    f"set width = {width} in the tokvec.RemoteListener.v1 block of [components.{listener.component}] (or leave it out)"
+                )
             if not listener.has_dim("nO"):
                 listener.set_dim("nO", width)
         if fingerprint:
@@ -125,7 +150,8 @@ class TokvecTransformer(Pipe):
             if theirs and theirs != fingerprint:
                 raise ModelMismatchError(
                     f"{listener.who} was trained on rows of model {theirs!r}, but {self.who} gets rows of {fingerprint!r}: "
-                    f"retrain {listener.component!r}, or use a tokvec_transformer pointing at a server running {theirs!r}")
+                    f"retrain {listener.component!r}, or use a tokvec_transformer pointing at a server running {theirs!r}"
+                )
             listener.attrs["fingerprint"] = fingerprint
 
     @property
@@ -141,7 +167,14 @@ class TokvecTransformer(Pipe):
         (more than one call only past the server's max_docs_per_request); results in doc order."""
         docs = list(docs)
         results = self.remote.embed(docs, self.who, pieces=self.cfg["pieces"], more_poolings=self.more_poolings)
-        check_model(results, fingerprint=self.cfg["fingerprint"], width=self.cfg["width"], who=self.who, target=self.remote.target, fix=self.fix)
+        check_model(
+            results,
+            fingerprint=self.cfg["fingerprint"],
+            width=self.cfg["width"],
+            who=self.who,
+            target=self.remote.target,
+            fix=self.fix,
+        )
         if results and not self.cfg["fingerprint"]:
             self._learn(results[0].fingerprint, results[0].rows.shape[1])
         return results
@@ -181,7 +214,9 @@ class TokvecTransformer(Pipe):
                 future.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: dict[str, float] | None = None) -> dict[str, float]:
+    def update(
+        self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: dict[str, float] | None = None
+    ) -> dict[str, float]:
         """Send this batch's rows to every listener. Nothing here learns: the encoder is frozen."""
         docs = [eg.predicted for eg in examples]
         results = self.predict(docs)
@@ -206,7 +241,9 @@ class TokvecTransformer(Pipe):
         if pinned and info.fingerprint != pinned:
             raise ModelMismatchError(
                 f"{self.who}: tokvec server {self.remote.target} serves model {info.name!r} with fingerprint "
-                f"{info.fingerprint!r}, but this pipeline was built on {pinned!r}. {self.fix}", target=self.remote.target)
+                f"{info.fingerprint!r}, but this pipeline was built on {pinned!r}. {self.fix}",
+                target=self.remote.target,
+            )
         self._learn(info.fingerprint, info.width)
 
     def _learn(self, fingerprint: str, width: int) -> None:

@@ -36,7 +36,9 @@ class ModelMismatchError(PipelineError):
 def server_failure(who: str, exc: ServerError, timeout: float | None) -> PipelineError:
     """Wrap a failed call: ``who`` is e.g. "tokvec_transformer 'tokvec'"."""
     hint = _HINTS.get(exc.code, "see the server's log for details").format(timeout=timeout)
-    message = f"{who}: tokvec server {exc.target} failed the call: {exc.code.name}: {exc.details or 'no details'}. {hint}"
+    message = (
+        f"{who}: tokvec server {exc.target} failed the call: {exc.code.name}: {exc.details or 'no details'}. {hint}"
+    )
     return PipelineError(message, exc.code, exc.target)
 
 

@@ -33,7 +33,14 @@ class RemoteListener(Model[list[Doc], list[Floats2d]]):
 
     def __init__(self, upstream_name: str, width: int | None, remote: Remote | None, pooling: str = "") -> None:
         # attrs travel with the component's weights (to_disk): the model the rows must come from.
-        Model.__init__(self, name=self.name, forward=forward, init=init, dims={"nO": width}, attrs={"fingerprint": "", "grad_factor": 0.0})
+        Model.__init__(
+            self,
+            name=self.name,
+            forward=forward,
+            init=init,
+            dims={"nO": width},
+            attrs={"fingerprint": "", "grad_factor": 0.0},
+        )
         self.upstream_name = upstream_name
         # How this listener's rows are pooled; "" = as the rows it is sent (the upstream
         # component's pooling, or its own address's). Listeners pooling otherwise than their
@@ -61,8 +68,10 @@ class RemoteListener(Model[list[Doc], list[Floats2d]]):
 
     @property
     def fix(self) -> str:
-        return (f"Point address at a server running the model this pipeline was trained on, or retrain "
-                f"{self.component or 'the component'!r} with width set to the server's width.")
+        return (
+            f"Point address at a server running the model this pipeline was trained on, or retrain "
+            f"{self.component or 'the component'!r} with width set to the server's width."
+        )
 
     @classmethod
     def get_batch_id(cls, docs: list[Doc]) -> int:
@@ -74,7 +83,9 @@ class RemoteListener(Model[list[Doc], list[Floats2d]]):
 
     def take_received(self, docs: list[Doc]) -> list[Floats2d]:
         if self._outputs is None or self.get_batch_id(docs) != self._batch_id:
-            raise ValueError(f"{self.who}: received rows for another batch than the one being updated ({self._batch_id} vs {self.get_batch_id(docs)})")
+            raise ValueError(
+                f"{self.who}: received rows for another batch than the one being updated ({self._batch_id} vs {self.get_batch_id(docs)})"
+            )
         outputs, self._batch_id, self._outputs = self._outputs, None, None
         return outputs
 
@@ -86,7 +97,9 @@ class RemoteListener(Model[list[Doc], list[Floats2d]]):
         return []
 
 
-def forward(model: RemoteListener, docs: list[Doc], is_train: bool) -> tuple[list[Floats2d], Callable[[list[Floats2d]], list[Doc]]]:
+def forward(
+    model: RemoteListener, docs: list[Doc], is_train: bool
+) -> tuple[list[Floats2d], Callable[[list[Floats2d]], list[Doc]]]:
     if is_train and model._batch_id is not None:
         rows = model.take_received(docs)
     else:
@@ -94,7 +107,9 @@ def forward(model: RemoteListener, docs: list[Doc], is_train: bool) -> tuple[lis
     width = model.get_dim("nO") if model.has_dim("nO") else None
     for doc_rows_, doc in zip(rows, docs):
         if width is not None and len(doc) and doc_rows_.shape[1] != width:
-            raise ModelMismatchError(f"{model.who}: rows are {doc_rows_.shape[1]} wide, but the listener's width is {width}. {model.fix}")
+            raise ModelMismatchError(
+                f"{model.who}: rows are {doc_rows_.shape[1]} wide, but the listener's width is {width}. {model.fix}"
+            )
     return rows, model.frozen_backprop
 
 
@@ -109,14 +124,17 @@ def rows_for(model: RemoteListener, docs: list[Doc]) -> list[Floats2d]:
         if rows is None or len(rows) != len(doc):
             missing.append(i)
         elif expected and fingerprint != expected:
-            raise ModelMismatchError(f"{model.who}: doc {i} carries rows of model {fingerprint!r}, but this listener was trained on {expected!r}. {model.fix}")
+            raise ModelMismatchError(
+                f"{model.who}: doc {i} carries rows of model {fingerprint!r}, but this listener was trained on {expected!r}. {model.fix}"
+            )
         out.append(rows)
     if missing:
         remote = model.remote
         if remote is None:
             raise PipelineError(
                 f"{model.who}: doc {missing[0]} has no rows in doc._.tokvec and this listener has no server to ask. "
-                "Add a tokvec_transformer component before it (upstream = \"*\"), or set address in the listener's config.")
+                'Add a tokvec_transformer component before it (upstream = "*"), or set address in the listener\'s config.'
+            )
         results = remote.embed([docs[i] for i in missing], model.who, pooling=pooling)
         width = model.get_dim("nO") if model.has_dim("nO") else None
         check_model(results, fingerprint=expected, width=width, who=model.who, target=remote.target, fix=model.fix)
@@ -135,11 +153,16 @@ def init(model: RemoteListener, X: list[Doc] | None = None, Y: object = None) ->
     info = remote.model_info(model.who)
     expected = str(model.attrs["fingerprint"])
     if expected and info.fingerprint != expected:
-        raise ModelMismatchError(f"{model.who}: tokvec server {remote.target} serves model {info.fingerprint!r}, not {expected!r}. {model.fix}", target=remote.target)
+        raise ModelMismatchError(
+            f"{model.who}: tokvec server {remote.target} serves model {info.fingerprint!r}, not {expected!r}. {model.fix}",
+            target=remote.target,
+        )
     if model.has_dim("nO") and model.get_dim("nO") != info.width:
         raise ModelMismatchError(
             f"{model.who}: width = {model.get_dim('nO')}, but the server's model {info.name!r} is {info.width} wide: "
-            f"set width = {info.width} in the listener's config (or leave it out)", target=remote.target)
+            f"set width = {info.width} in the listener's config (or leave it out)",
+            target=remote.target,
+        )
     if not model.has_dim("nO"):
         model.set_dim("nO", info.width)
     model.attrs["fingerprint"] = info.fingerprint
@@ -164,11 +187,20 @@ def remote_listener(
     (mean, max, first, last, sum) is this listener's own, as a TransformerListener's; "" takes
     the upstream component's (mean with an own ``address``)."""
     if pooling and pooling not in POOLINGS:
-        raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)} (or \"\": the upstream component's)")
+        raise ValueError(f'pooling: {pooling!r} is not one of {", ".join(POOLINGS)} (or "": the upstream component\'s)')
     remote = None
     if address:
         settings = RemoteSettings.build(
-            address, pooling=pooling or "mean", spans=spans, dtype=dtype, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
+            address,
+            pooling=pooling or "mean",
+            spans=spans,
+            dtype=dtype,
+            timeout=timeout,
+            model=model,
+            token_env=token_env,
+            tls=tls,
+            ca_file=ca_file,
+        )
         remote = Remote(settings)
     return RemoteListener(upstream, width, remote, pooling)
 

@@ -57,8 +57,13 @@ class RemoteSettings:
 
     def client(self, credentials: Credentials | None) -> Client:
         return Client(
-            list(self.address), timeout=self.timeout, pooling=self.pooling, spans=self.spans,
-            dtype=self.dtype, model=self.model, credentials=credentials,
+            list(self.address),
+            timeout=self.timeout,
+            pooling=self.pooling,
+            spans=self.spans,
+            dtype=self.dtype,
+            model=self.model,
+            credentials=credentials,
         )
 
 
@@ -89,7 +94,10 @@ class Remote:
         if settings.token_env:
             token = os.environ.get(settings.token_env, "")
             if not token:
-                raise PipelineError(f"{who}: token_env = {settings.token_env!r}, but that environment variable is not set in this process", target=self.target)
+                raise PipelineError(
+                    f"{who}: token_env = {settings.token_env!r}, but that environment variable is not set in this process",
+                    target=self.target,
+                )
         try:
             ca = Path(settings.ca_file).read_bytes() if settings.ca_file else None
         except OSError as exc:
@@ -113,7 +121,10 @@ class Remote:
         chosen = next((m for m in info.models if m.name == wanted), None) if wanted else info.model
         if chosen is None:
             names = ", ".join(m.name for m in info.models)
-            raise ModelMismatchError(f"{who}: tokvec server {self.target} has no model {wanted!r} (it serves {names}): change model", target=self.target)
+            raise ModelMismatchError(
+                f"{who}: tokvec server {self.target} has no model {wanted!r} (it serves {names}): change model",
+                target=self.target,
+            )
         return chosen
 
     def max_docs(self, who: str) -> int:
@@ -123,8 +134,15 @@ class Remote:
         return self._max_docs
 
     def embed(
-        self, docs: Sequence[DocLike], who: str, *, pieces: bool = False, pooling: str = "", more_poolings: Sequence[str] = (),
-        chunks: Sequence[Sequence[Sequence[int]]] | None = None, chunk_poolings: Sequence[str] = (),
+        self,
+        docs: Sequence[DocLike],
+        who: str,
+        *,
+        pieces: bool = False,
+        pooling: str = "",
+        more_poolings: Sequence[str] = (),
+        chunks: Sequence[Sequence[Sequence[int]]] | None = None,
+        chunk_poolings: Sequence[str] = (),
     ) -> list[Embedding]:
         """Rows for all ``docs``, pooled by ``pooling`` ("" = the settings') and each of
         ``more_poolings`` (Embedding.pooled) from the same forward; results in doc order. One
@@ -137,34 +155,56 @@ class Remote:
         results: list[Embedding] = []
         for start in range(0, len(docs), limit):
             part_chunks = chunks[start : start + limit] if chunks is not None else None
-            results += self._embed(docs[start : start + limit], start, who, pieces, pooling, more_poolings, part_chunks, chunk_poolings)
+            results += self._embed(
+                docs[start : start + limit], start, who, pieces, pooling, more_poolings, part_chunks, chunk_poolings
+            )
         for i, e in enumerate(results):
             e.index = i
         return results
 
     def _embed(
-        self, docs: Sequence[DocLike], start: int, who: str, pieces: bool, pooling: str, more_poolings: Sequence[str],
-        chunks: Sequence[Sequence[Sequence[int]]] | None, chunk_poolings: Sequence[str],
+        self,
+        docs: Sequence[DocLike],
+        start: int,
+        who: str,
+        pieces: bool,
+        pooling: str,
+        more_poolings: Sequence[str],
+        chunks: Sequence[Sequence[Sequence[int]]] | None,
+        chunk_poolings: Sequence[str],
     ) -> list[Embedding]:
         outputs = ("chunk_vectors",) if chunks is not None else ("tokens", "pieces") if pieces else ("tokens",)
         try:
             results = sorted(
                 self.client(who).embed_results(
-                    docs, outputs=outputs, pooling=pooling or None, more_poolings=more_poolings, chunks=chunks, chunk_poolings=chunk_poolings,
+                    docs,
+                    outputs=outputs,
+                    pooling=pooling or None,
+                    more_poolings=more_poolings,
+                    chunks=chunks,
+                    chunk_poolings=chunk_poolings,
                 ),
                 key=lambda e: e.index,
             )
         except ServerError as exc:
             raise server_failure(who, exc, self.settings.timeout) from None
         if [e.index for e in results] != list(range(len(docs))):
-            raise PipelineError(f"{who}: tokvec server {self.target} answered {len(results)} results for {len(docs)} docs", target=self.target)
+            raise PipelineError(
+                f"{who}: tokvec server {self.target} answered {len(results)} results for {len(docs)} docs",
+                target=self.target,
+            )
         for e in results:
             if e.error is not None:
                 where = f" (batch doc {start + e.index})" if start else ""
-                raise PipelineError(f"{who}: tokvec server {self.target} refused {e.error}{where}", e.error.code, self.target)
+                raise PipelineError(
+                    f"{who}: tokvec server {self.target} refused {e.error}{where}", e.error.code, self.target
+                )
             if len(e.pooled) != len(more_poolings):
-                raise PipelineError(f"{who}: tokvec server {self.target} sent {len(e.pooled)} extra poolings for {len(more_poolings)} asked: "
-                                    "it predates EmbedOptions.more_poolings; upgrade it, or pool every listener alike", target=self.target)
+                raise PipelineError(
+                    f"{who}: tokvec server {self.target} sent {len(e.pooled)} extra poolings for {len(more_poolings)} asked: "
+                    "it predates EmbedOptions.more_poolings; upgrade it, or pool every listener alike",
+                    target=self.target,
+                )
         return results
 
     def __getstate__(self) -> dict[str, Any]:
@@ -174,14 +214,20 @@ class Remote:
         return state
 
 
-def check_model(results: Sequence[Embedding], *, fingerprint: str, width: int | None, who: str, target: str, fix: str) -> None:
+def check_model(
+    results: Sequence[Embedding], *, fingerprint: str, width: int | None, who: str, target: str, fix: str
+) -> None:
     """Refuse rows from another model than expected; ``fix`` says what to change."""
     for e in results:
         if fingerprint and e.fingerprint != fingerprint:
             raise ModelMismatchError(
                 f"{who}: tokvec server {target} serves model fingerprint {e.fingerprint!r}, but this "
-                f"pipeline was built on {fingerprint!r}. {fix}", target=target)
+                f"pipeline was built on {fingerprint!r}. {fix}",
+                target=target,
+            )
         if width is not None and e.rows.shape[0] and e.rows.shape[1] != width:
             raise ModelMismatchError(
                 f"{who}: tokvec server {target} sends rows {e.rows.shape[1]} wide, but this pipeline "
-                f"expects {width}. {fix}", target=target)
+                f"expects {width}. {fix}",
+                target=target,
+            )

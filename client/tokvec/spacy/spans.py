@@ -34,7 +34,14 @@ class RemoteSpanVectors(Model[SpanInput, Floats2d]):
 
     def __init__(self, remote: Remote, poolings: Sequence[str], width: int | None) -> None:
         n_out = width * len(poolings) if width else None
-        Model.__init__(self, name=self.name, forward=_forward, init=_init, dims={"nO": n_out}, attrs={"fingerprint": "", "width": width or 0})
+        Model.__init__(
+            self,
+            name=self.name,
+            forward=_forward,
+            init=_init,
+            dims={"nO": n_out},
+            attrs={"fingerprint": "", "width": width or 0},
+        )
         self.remote = remote
         self.poolings = tuple(poolings)
         self.who = "tokvec.RemoteSpanReducer.v1"
@@ -51,14 +58,22 @@ class RemoteSpanVectors(Model[SpanInput, Floats2d]):
             return out
         chunks = [data[bounds[i] : bounds[i + 1]].tolist() for i in asked]
         results = self.remote.embed([docs[i] for i in asked], self.who, chunks=chunks, chunk_poolings=self.poolings)
-        check_model(results, fingerprint=str(self.attrs["fingerprint"]), width=None, who=self.who, target=self.remote.target,
-                    fix="Point address at the server this pipeline was trained with.")
+        check_model(
+            results,
+            fingerprint=str(self.attrs["fingerprint"]),
+            width=None,
+            who=self.who,
+            target=self.remote.target,
+            fix="Point address at the server this pipeline was trained with.",
+        )
         for i, result in zip(asked, results):
             out[bounds[i] : bounds[i + 1]] = np.concatenate(result.chunk_vectors, axis=1)
         return out
 
 
-def _forward(model: RemoteSpanVectors, X: SpanInput, is_train: bool) -> tuple[Floats2d, Callable[[Floats2d], SpanInput]]:
+def _forward(
+    model: RemoteSpanVectors, X: SpanInput, is_train: bool
+) -> tuple[Floats2d, Callable[[Floats2d], SpanInput]]:
     docs, spans = X
     rows = model.ops.asarray2f(model.vectors(docs, spans))
     return rows, lambda d_rows: X  # frozen: nothing upstream of the server's vectors learns
@@ -71,7 +86,10 @@ def _init(model: RemoteSpanVectors, X: SpanInput | None = None, Y: object = None
     if expected and info.fingerprint != expected:
         from tokvec.spacy.errors import ModelMismatchError
 
-        raise ModelMismatchError(f"{model.who}: tokvec server {model.remote.target} serves model {info.fingerprint!r}, not {expected!r}", target=model.remote.target)
+        raise ModelMismatchError(
+            f"{model.who}: tokvec server {model.remote.target} serves model {info.fingerprint!r}, not {expected!r}",
+            target=model.remote.target,
+        )
     model.attrs["fingerprint"] = info.fingerprint
     model.attrs["width"] = info.width
     model.set_dim("nO", info.width * len(model.poolings), force=True)
@@ -91,14 +109,18 @@ def remote_span_reducer(
 ) -> Model[SpanInput, Floats2d]:
     """(docs, spans) -> (n_spans, hidden_size): the server's span vectors, then a Maxout as in
     spacy.mean_max_reducer.v1. ``width`` (the server's) is learned at initialize if left out."""
-    settings = RemoteSettings.build(address, spans=spans, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file)
+    settings = RemoteSettings.build(
+        address, spans=spans, timeout=timeout, model=model, token_env=token_env, tls=tls, ca_file=ca_file
+    )
     vectors = RemoteSpanVectors(Remote(settings), poolings, width)
     reducer: Model[SpanInput, Floats2d] = chain(vectors, Maxout(nO=hidden_size, normalize=True, dropout=0.0))
     reducer.set_ref("span_vectors", vectors)
     return reducer
 
 
-def remote_span_categorizer(reducer: Model[SpanInput, Floats2d], scorer: Model[Floats2d, Floats2d]) -> Model[SpanInput, Floats2d]:
+def remote_span_categorizer(
+    reducer: Model[SpanInput, Floats2d], scorer: Model[Floats2d, Floats2d]
+) -> Model[SpanInput, Floats2d]:
     """spacy.SpanCategorizer.v1 with the server's span vectors in place of its tok2vec + reducer."""
     model: Model[SpanInput, Floats2d] = chain(reducer, scorer)
     model.set_ref("reducer", reducer)

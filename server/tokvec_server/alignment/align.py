@@ -55,7 +55,9 @@ class Specials:
         return cls(tuple(ids[: real[0]]), tuple(ids[real[-1] + 1 :]))
 
 
-def _encode(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+def _encode(
+    tokenizer: Any, texts: list[str], add_special_tokens: bool
+) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
     if not texts:
         return [], []
     enc = tokenizer(
@@ -70,7 +72,14 @@ def _encode(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> tuple
     return enc["input_ids"], enc["offset_mapping"]
 
 
-def _finish(n_tokens: int, span_ids: list[np.ndarray], span_tokens: list[tuple[int, int]], piece_offsets: np.ndarray, owners: np.ndarray, dropped: np.ndarray) -> DocPlan:
+def _finish(
+    n_tokens: int,
+    span_ids: list[np.ndarray],
+    span_tokens: list[tuple[int, int]],
+    piece_offsets: np.ndarray,
+    owners: np.ndarray,
+    dropped: np.ndarray,
+) -> DocPlan:
     pieces, tokens = offsets.piece_tokens(owners, piece_offsets[:, 0], piece_offsets[:, 1])
     # Stable sort by token keeps each token's pieces in span order, then piece order.
     order = np.argsort(tokens, kind="stable")

@@ -16,7 +16,9 @@ from tokvec_server.errors import InvalidInput, limit_error
 UNITS = ("tokens", "chars")
 
 
-def token_ranges(starts: list[int], ends: list[int], unit: str, words: list[str], spaces: list[bool], where: str, max_chunks: int) -> np.ndarray:
+def token_ranges(
+    starts: list[int], ends: list[int], unit: str, words: list[str], spaces: list[bool], where: str, max_chunks: int
+) -> np.ndarray:
     """The chunks as token ranges [start, end), checked. Shape: (n_chunks, 2).
 
     Raises InvalidInput naming the doc (``where``), the chunk index and the bound it breaks."""
@@ -62,7 +64,9 @@ def _from_chars(a: np.ndarray, b: np.ndarray, words: list[str], spaces: list[boo
         cuts = valid & (begin[idx] < bound) & (finish[idx] > bound)
         if (bad := np.flatnonzero(cuts)).size:
             k, t = int(bad[0]), int(idx[bad[0]])
-            raise InvalidInput(f"{where}.chunks[{k}]: {name} {bound[k]} cuts token {t} (characters [{begin[t]}, {finish[t]}))")
+            raise InvalidInput(
+                f"{where}.chunks[{k}]: {name} {bound[k]} cuts token {t} (characters [{begin[t]}, {finish[t]}))"
+            )
     if (bad := np.flatnonzero(last <= first)).size:
         k = int(bad[0])
         raise InvalidInput(f"{where}.chunks[{k}]: characters [{a[k]}, {b[k]}) hold no token")

@@ -34,7 +34,10 @@ def pack(lengths: np.ndarray, budget: int, first: int = 0, floor: float = 0.0) -
         grow_lo = lo > 0 and fits(int(sorted_lengths[lo - 1]), int(sorted_lengths[hi]))
         grow_hi = hi < n - 1 and fits(int(sorted_lengths[hi + 1]), int(sorted_lengths[hi + 1]))
         # Grow towards the neighbour whose length is closest to the anchor's.
-        if grow_lo and (not grow_hi or sorted_lengths[anchor] - sorted_lengths[lo - 1] <= sorted_lengths[hi + 1] - sorted_lengths[anchor]):
+        if grow_lo and (
+            not grow_hi
+            or sorted_lengths[anchor] - sorted_lengths[lo - 1] <= sorted_lengths[hi + 1] - sorted_lengths[anchor]
+        ):
             lo -= 1
             real += int(sorted_lengths[lo])
         elif grow_hi:

@@ -50,8 +50,17 @@ LATE_RETURNS = 2
 
 
 class Scheduler:
-    def __init__(self, max_batch_items: int, max_wait_s: float, max_queued_pieces: int, max_queued_docs: int = 1 << 30, max_queue_s: float = math.inf,
-                 ragged: bool = False, min_padding_efficiency: float = 0.0, rearrival_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_batch_items: int,
+        max_wait_s: float,
+        max_queued_pieces: int,
+        max_queued_docs: int = 1 << 30,
+        max_queue_s: float = math.inf,
+        ragged: bool = False,
+        min_padding_efficiency: float = 0.0,
+        rearrival_s: float = 0.0,
+    ) -> None:
         self.max_batch_items = max_batch_items
         self.ragged = ragged
         self.min_padding_efficiency = min_padding_efficiency
@@ -124,11 +133,16 @@ class Scheduler:
         spans = [span for job in jobs for span in job.spans()]
         pieces = sum(len(s.ids) for s in spans)
         with self._cond:
-            if self._queued_pieces + pieces > self.max_queued_pieces or len(self._queued_docs) + len(jobs) > self.max_queued_docs:
+            if (
+                self._queued_pieces + pieces > self.max_queued_pieces
+                or len(self._queued_docs) + len(jobs) > self.max_queued_docs
+            ):
                 self._drop_dead(scan=True)  # cancelled work must not hold places that live callers need
             if self._pending and self._queued_pieces + pieces > self.max_queued_pieces:
                 self.dropped["overloaded"] += len(jobs)
-                raise Overloaded(f"queued pieces: {self._queued_pieces + pieces} > max_queued_pieces ({self.max_queued_pieces})")
+                raise Overloaded(
+                    f"queued pieces: {self._queued_pieces + pieces} > max_queued_pieces ({self.max_queued_pieces})"
+                )
             for client, n in collections.Counter(job.client for job in jobs).items():
                 self._check_docs(n, client)
             now = time.monotonic()

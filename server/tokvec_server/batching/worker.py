@@ -91,9 +91,16 @@ class ModelWorker:
                 return
             if oom:
                 # Smaller batches from now on: the budget that just failed, halved.
-                self.scheduler.max_batch_items = max(self.min_batch_items, min(self.scheduler.max_batch_items, cost // 2))
+                self.scheduler.max_batch_items = max(
+                    self.min_batch_items, min(self.scheduler.max_batch_items, cost // 2)
+                )
                 self.stats["oom_splits"] += 1
-                log.warning("out of memory on %d spans (%d pieces): split, batch budget now %d", len(spans), cost, self.scheduler.max_batch_items)
+                log.warning(
+                    "out of memory on %d spans (%d pieces): split, batch budget now %d",
+                    len(spans),
+                    cost,
+                    self.scheduler.max_batch_items,
+                )
             else:
                 self.stats["bisections"] += 1
             half = len(spans) // 2
@@ -115,8 +122,12 @@ class ModelWorker:
 
     def _fail_alone(self, span: SpanJob, exc: Exception, oom: bool, pieces: int) -> None:
         if oom:
-            span.job.fail(TooLargeForDevice(f"a span of {pieces} pieces does not fit in device memory, even in a batch of its own: "
-                                            "ask for shorter spans (a smaller window in options.spans), or send shorter docs"))
+            span.job.fail(
+                TooLargeForDevice(
+                    f"a span of {pieces} pieces does not fit in device memory, even in a batch of its own: "
+                    "ask for shorter spans (a smaller window in options.spans), or send shorter docs"
+                )
+            )
             return
         error_id = log_error_id(log, f"forward failed for doc {span.job.doc.id[:64]!r} alone", exc)
         span.job.fail(ModelFailure(f"model failure (error id {error_id})"))

@@ -20,7 +20,17 @@ MIN_OPSET = 14  # ORT's BERT fusions expect at least this
 MAX_OPSET = 20  # the TorchScript exporter's highest (torch.onnx warns past it and emits untested graphs)
 QUANTIZE = ("", "int8")
 # Everything the tokenizer and config loaders read; never weights.
-_COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model")
+_COPIED = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+)
 # The export's own check: fp32 graph vs torch on a small padded batch (tests check the whole corpus).
 _FP32_TOLERANCE = 1e-4
 
@@ -40,8 +50,15 @@ def ir_version_for(opset: int) -> int:
     raise ExportError(f"--opset {opset}: unknown to onnx {onnx.__version__}")
 
 
-def export_onnx(model_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, optimize: bool = True, quantize: str = "",
-                source: tuple[str, str] | None = None) -> ExportMeta:
+def export_onnx(
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    optimize: bool = True,
+    quantize: str = "",
+    source: tuple[str, str] | None = None,
+) -> ExportMeta:
     """Export ``model_dir`` into ``out_dir`` (replaced if it is an earlier export). ``model_dir``
     may be a spaCy pipeline (folder or package name): its spacy-transformers encoder is exported
     (export/pipeline.py). ``source``: (what, fingerprint) the metadata names as the source, for a
@@ -69,7 +86,9 @@ def export_onnx(model_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, o
     return meta
 
 
-def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quantize: str, source: tuple[str, str] | None = None) -> ExportMeta:
+def _export_into(
+    model_dir: Path, work: Path, opset: int, optimize: bool, quantize: str, source: tuple[str, str] | None = None
+) -> ExportMeta:
     import onnx
     import onnxruntime
     import torch
@@ -124,7 +143,12 @@ def _export_into(model_dir: Path, work: Path, opset: int, optimize: bool, quanti
         fusions=fusions,
         quantize=quantize,
         check_max_abs_diff=diff,
-        versions={"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        versions={
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
         files={p.name: sha256(p) for p in sorted(work.iterdir()) if p.is_file()},
     )
     meta.write(work)
@@ -142,14 +166,19 @@ def _check(model: object, folder: Path, quantize: str) -> float:
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
     texts = ["The quick brown fox jumps over the lazy dog.", "Padding rows must not change the others."] * 2
     batch = tokenizer(texts[:3] + ["Short."], padding=True, return_tensors="np")
-    feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+    feed = {
+        "input_ids": batch["input_ids"].astype(np.int64),
+        "attention_mask": batch["attention_mask"].astype(np.int64),
+    }
     try:
         session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
         (got,) = session.run(["last_hidden_state"], feed)
     except Exception as exc:
         raise ExportError(f"onnxruntime {onnxruntime.__version__} cannot run the exported graph: {exc}") from None
     with torch.no_grad():
-        want = model(input_ids=torch.from_numpy(feed["input_ids"]), attention_mask=torch.from_numpy(feed["attention_mask"])).last_hidden_state.numpy()  # type: ignore[operator]
+        want = model(
+            input_ids=torch.from_numpy(feed["input_ids"]), attention_mask=torch.from_numpy(feed["attention_mask"])
+        ).last_hidden_state.numpy()  # type: ignore[operator]
     real = feed["attention_mask"].astype(bool)  # padded positions carry no meaning
     diff = float(np.abs(got[real] - want[real]).max())
     if not quantize and diff > _FP32_TOLERANCE:
@@ -201,4 +230,15 @@ def cached_export(model_dir: Path, quantize: str, cache_dir: Path | None = None)
     return target
 
 
-__all__ = ["DEFAULT_OPSET", "ExportError", "ExportMeta", "META_FILE", "MODEL_FILE", "cached_export", "default_cache_dir", "export_onnx", "is_export", "read"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportError",
+    "ExportMeta",
+    "META_FILE",
+    "MODEL_FILE",
+    "cached_export",
+    "default_cache_dir",
+    "export_onnx",
+    "is_export",
+    "read",
+]

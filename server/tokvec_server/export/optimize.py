@@ -15,7 +15,9 @@ def fuse(src: Path, dst: Path, num_heads: int, hidden_size: int) -> dict[str, in
     """
     from onnxruntime.transformers import optimizer
 
-    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1, use_gpu=False)
+    model = optimizer.optimize_model(
+        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1, use_gpu=False
+    )
     model.save_model_to_file(str(dst))
     return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
 

@@ -31,13 +31,21 @@ def export_pipeline(model: str, out_dir: Path, *, opset: int, optimize: bool, qu
         if source is None or not source.component:
             raise ExportError(f"MODEL_DIR {model}: not a spaCy pipeline")
         if source.kind != TRANSFORMER_PIPELINE:
-            raise ExportError(f"MODEL_DIR {model}: component {source.component!r} is a spaCy tok2vec, not a transformer; "
-                              "serve it with tokvec serve --model (no export needed)")
+            raise ExportError(
+                f"MODEL_DIR {model}: component {source.component!r} is a spaCy tok2vec, not a transformer; "
+                "serve it with tokvec serve --model (no export needed)"
+            )
         transformer_config(source.folder, source.component)
         encoder = read_encoder(source.folder, source.component)
         with tempfile.TemporaryDirectory(prefix="tokvec-pipeline-") as tmp:
             folder = hf_folder(encoder, Path(tmp), f"MODEL_DIR {model}: component {source.component!r}")
-            return export_onnx(folder, out_dir, opset=opset, optimize=optimize, quantize=quantize,
-                               source=(f"{source.folder.resolve()} (component {source.component})", encoder.fingerprint()))
+            return export_onnx(
+                folder,
+                out_dir,
+                opset=opset,
+                optimize=optimize,
+                quantize=quantize,
+                source=(f"{source.folder.resolve()} (component {source.component})", encoder.fingerprint()),
+            )
     except (SourceError, PipelineConfigError, TrfModelError) as exc:
         raise ExportError(str(exc)) from None

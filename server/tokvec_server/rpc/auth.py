@@ -16,7 +16,9 @@ EXEMPT = ("/grpc.health.v1.Health/",)
 
 def read_tokens(path: Path) -> list[bytes]:
     """One token per line; blank lines and # comments skipped. Several tokens allow rotation."""
-    tokens = [line.strip().encode() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    tokens = [
+        line.strip().encode() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
     if not tokens:
         raise ValueError(f"token_file: {path} holds no token")
     return tokens
@@ -44,7 +46,11 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
         return any(matches)
 
-    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]], details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
         if details.method.startswith(EXEMPT) or self._allowed(tuple(details.invocation_metadata or ())):
             return await continuation(details)
         handler = await continuation(details)

@@ -15,15 +15,34 @@ from tokvec_server.runners import ModelInfo
 from tokvec_server.settings import Batching, Limits
 from tokvec_server.types import DocInput, DType, EmbedOptions, Output, Pooling, SpanSpec, Tokens
 
-_POOLING = {pb.POOLING_UNSPECIFIED: Pooling.MEAN, pb.POOLING_MEAN: Pooling.MEAN, pb.POOLING_MAX: Pooling.MAX,
-            pb.POOLING_FIRST: Pooling.FIRST, pb.POOLING_LAST: Pooling.LAST, pb.POOLING_SUM: Pooling.SUM}
-_DTYPE = {pb.DTYPE_UNSPECIFIED: DType.FLOAT32, pb.DTYPE_FLOAT32: DType.FLOAT32,
-          pb.DTYPE_FLOAT16: DType.FLOAT16, pb.DTYPE_BFLOAT16: DType.BFLOAT16}
+_POOLING = {
+    pb.POOLING_UNSPECIFIED: Pooling.MEAN,
+    pb.POOLING_MEAN: Pooling.MEAN,
+    pb.POOLING_MAX: Pooling.MAX,
+    pb.POOLING_FIRST: Pooling.FIRST,
+    pb.POOLING_LAST: Pooling.LAST,
+    pb.POOLING_SUM: Pooling.SUM,
+}
+_DTYPE = {
+    pb.DTYPE_UNSPECIFIED: DType.FLOAT32,
+    pb.DTYPE_FLOAT32: DType.FLOAT32,
+    pb.DTYPE_FLOAT16: DType.FLOAT16,
+    pb.DTYPE_BFLOAT16: DType.BFLOAT16,
+}
 _DTYPE_PB = {v: k for k, v in _DTYPE.items() if k != pb.DTYPE_UNSPECIFIED}
-_OUTPUT = {pb.OUTPUT_TOKENS: Output.TOKENS, pb.OUTPUT_PIECES: Output.PIECES, pb.OUTPUT_DOC_VECTOR: Output.DOC_VECTOR,
-           pb.OUTPUT_CHUNK_VECTORS: Output.CHUNK_VECTORS}
+_OUTPUT = {
+    pb.OUTPUT_TOKENS: Output.TOKENS,
+    pb.OUTPUT_PIECES: Output.PIECES,
+    pb.OUTPUT_DOC_VECTOR: Output.DOC_VECTOR,
+    pb.OUTPUT_CHUNK_VECTORS: Output.CHUNK_VECTORS,
+}
 _CHUNK_UNIT = {pb.CHUNK_UNIT_UNSPECIFIED: "tokens", pb.CHUNK_UNIT_TOKENS: "tokens", pb.CHUNK_UNIT_CHARS: "chars"}
-_SPANS = {pb.Spans.KIND_DOC: "doc", pb.Spans.KIND_SENTS: "sents", pb.Spans.KIND_TOKENS: "tokens", pb.Spans.KIND_PIECES: "pieces"}
+_SPANS = {
+    pb.Spans.KIND_DOC: "doc",
+    pb.Spans.KIND_SENTS: "sents",
+    pb.Spans.KIND_TOKENS: "tokens",
+    pb.Spans.KIND_PIECES: "pieces",
+}
 
 
 def options(msg: pb.EmbedOptions) -> EmbedOptions:
@@ -34,7 +53,9 @@ def options(msg: pb.EmbedOptions) -> EmbedOptions:
             raise InvalidInput(f"options.more_poolings[{i}]: {value} is not a Pooling value")
     # Each entry is one more (n_tokens, width) tensor per doc: bounded like hidden_layers.
     if len(msg.more_poolings) > len(Pooling):
-        raise InvalidInput(f"options.more_poolings: {len(msg.more_poolings)} entries > {len(Pooling)} (one per Pooling value)")
+        raise InvalidInput(
+            f"options.more_poolings: {len(msg.more_poolings)} entries > {len(Pooling)} (one per Pooling value)"
+        )
     if msg.dtype not in _DTYPE:
         raise InvalidInput(f"options.dtype: {msg.dtype} is not a DType value")
     for i, value in enumerate(msg.chunk_poolings):
@@ -75,8 +96,17 @@ def _outputs(values: list[int]) -> frozenset[Output]:
 def doc(msg: pb.Doc) -> DocInput:
     # An unknown chunk unit fails its doc alone, in validation (alignment/chunks.py names it).
     unit = _CHUNK_UNIT.get(msg.chunk_unit, str(msg.chunk_unit))
-    return DocInput(msg.id, list(msg.words), list(msg.spaces), msg.text, list(msg.sent_starts), msg.lang,
-                    list(msg.chunk_starts), list(msg.chunk_ends), unit)
+    return DocInput(
+        msg.id,
+        list(msg.words),
+        list(msg.spaces),
+        msg.text,
+        list(msg.sent_starts),
+        msg.lang,
+        list(msg.chunk_starts),
+        list(msg.chunk_ends),
+        unit,
+    )
 
 
 def _tensor(array: np.ndarray, dtype: DType) -> pb.Tensor:
@@ -89,7 +119,9 @@ def error(index: int, doc_id: str, exc: TokvecError) -> pb.DocResult:
     return pb.DocResult(index=index, id=doc_id, error=pb.Error(code=exc.code.value[0], message=str(exc)))
 
 
-def results(index: int, out: DocOutput, fingerprint: str, dtype: DType, more_poolings: int = 0) -> Iterator[pb.DocResult]:
+def results(
+    index: int, out: DocOutput, fingerprint: str, dtype: DType, more_poolings: int = 0
+) -> Iterator[pb.DocResult]:
     """One DocResult, or several (row ranges, ``more`` set on all but the last) for a large doc.
     ``more_poolings``: how many further poolings were asked (EmbedOptions.more_poolings)."""
     plan, width = out.plan, _width(out)
@@ -105,7 +137,9 @@ def results(index: int, out: DocOutput, fingerprint: str, dtype: DType, more_poo
     vector_cuts = cuts(len(out.chunk_vectors[0]) if out.chunk_vectors else 0, parts)
     for k in range(parts):
         a, b = row_cuts[k], row_cuts[k + 1]
-        msg = pb.DocResult(index=index, id=out.doc.id, fingerprint=fingerprint, n_tokens=plan.n_tokens, row_start=a, more=k < parts - 1)
+        msg = pb.DocResult(
+            index=index, id=out.doc.id, fingerprint=fingerprint, n_tokens=plan.n_tokens, row_start=a, more=k < parts - 1
+        )
         if out.rows is not None:
             msg.tokens.CopyFrom(_tensor(out.rows[a:b], dtype))
         msg.layers.extend(_tensor(layer[a:b], dtype) for layer in out.layers)
@@ -163,11 +197,16 @@ def tokenized(doc: Tokens, plan: DocPlan, tokenizer: object) -> pb.TokenizedDoc:
     for ids, (a, b) in zip(plan.span_ids, plan.span_tokens):
         offs = plan.piece_offsets[k : k + len(ids)]
         k += len(ids)
-        msg.spans.append(pb.SpanPieces(
-            token_start=int(a), token_end=int(b), ids=ids.tolist(),
-            pieces=tokenizer.convert_ids_to_tokens(ids.tolist()),  # type: ignore[attr-defined]
-            char_starts=offs[:, 0].tolist(), char_ends=offs[:, 1].tolist(),
-        ))
+        msg.spans.append(
+            pb.SpanPieces(
+                token_start=int(a),
+                token_end=int(b),
+                ids=ids.tolist(),
+                pieces=tokenizer.convert_ids_to_tokens(ids.tolist()),  # type: ignore[attr-defined]
+                char_starts=offs[:, 0].tolist(),
+                char_ends=offs[:, 1].tolist(),
+            )
+        )
     msg.align_lengths.extend(plan.align_lengths.tolist())
     msg.align_indices.extend(plan.align_indices.tolist())
     msg.no_piece.extend(plan.no_piece.tolist())
@@ -180,16 +219,32 @@ def info(models: list[tuple[ModelInfo, Batching]], limits: Limits, version: str)
     batching = models[0][1]
     return pb.InfoResponse(
         version=version,
-        models=[pb.ModelInfo(
-            name=m.name, fingerprint=m.fingerprint, width=m.width, max_length=m.max_length,
-            backend=m.backend, device=m.device, dtype=_DTYPE_PB[m.dtype], n_layers=m.n_layers, is_default=i == 0,
-            pipeline=m.pipeline, component=m.component,
-        ) for i, (m, _) in enumerate(models)],
+        models=[
+            pb.ModelInfo(
+                name=m.name,
+                fingerprint=m.fingerprint,
+                width=m.width,
+                max_length=m.max_length,
+                backend=m.backend,
+                device=m.device,
+                dtype=_DTYPE_PB[m.dtype],
+                n_layers=m.n_layers,
+                is_default=i == 0,
+                pipeline=m.pipeline,
+                component=m.component,
+            )
+            for i, (m, _) in enumerate(models)
+        ],
         limits=pb.Limits(
-            max_docs_per_request=limits.max_docs_per_request, max_tokens_per_doc=limits.max_tokens_per_doc,
-            max_chars_per_doc=limits.max_chars_per_doc, max_message_bytes=limits.max_message_bytes,
-            max_batch_items=batching.max_batch_items, max_wait_ms=int(batching.max_wait_ms),
-            max_in_flight_per_stream=limits.max_in_flight_per_stream, rearrival_ms=int(batching.rearrival_ms),
-            max_queued_docs=batching.max_queued_docs, max_queued_pieces=batching.max_queued_pieces,
+            max_docs_per_request=limits.max_docs_per_request,
+            max_tokens_per_doc=limits.max_tokens_per_doc,
+            max_chars_per_doc=limits.max_chars_per_doc,
+            max_message_bytes=limits.max_message_bytes,
+            max_batch_items=batching.max_batch_items,
+            max_wait_ms=int(batching.max_wait_ms),
+            max_in_flight_per_stream=limits.max_in_flight_per_stream,
+            rearrival_ms=int(batching.rearrival_ms),
+            max_queued_docs=batching.max_queued_docs,
+            max_queued_pieces=batching.max_queued_pieces,
         ),
     )

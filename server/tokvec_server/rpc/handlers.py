@@ -91,25 +91,63 @@ def guard(method: Callable[..., Any]) -> Callable[..., Any]:
     return unary
 
 
-def _add(server: grpc.aio.Server, service: str, methods: dict[str, tuple[Callable[..., Any], Callable[..., Any], Any, Any]]) -> None:
+def _add(
+    server: grpc.aio.Server, service: str, methods: dict[str, tuple[Callable[..., Any], Callable[..., Any], Any, Any]]
+) -> None:
     """``methods``: name -> (grpc's handler kind, the servicer's method, request and response types)."""
-    handlers = {name: kind(method, _lenient(request), response.SerializeToString) for name, (kind, method, request, response) in methods.items()}
+    handlers = {
+        name: kind(method, _lenient(request), response.SerializeToString)
+        for name, (kind, method, request, response) in methods.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
 
 def add_embed_service(servicer: Any, server: grpc.aio.Server) -> None:
-    _add(server, SERVICE, {
-        "Embed": (grpc.unary_stream_rpc_method_handler, servicer.Embed, pb.EmbedRequest, pb.EmbedResponse),
-        "EmbedStream": (grpc.stream_stream_rpc_method_handler, servicer.EmbedStream, pb.EmbedStreamRequest, pb.EmbedStreamResponse),
-        "Info": (grpc.unary_unary_rpc_method_handler, servicer.Info, pb.InfoRequest, pb.InfoResponse),
-        "Tokenize": (grpc.unary_unary_rpc_method_handler, servicer.Tokenize, pb.TokenizeRequest, pb.TokenizeResponse),
-    })
+    _add(
+        server,
+        SERVICE,
+        {
+            "Embed": (grpc.unary_stream_rpc_method_handler, servicer.Embed, pb.EmbedRequest, pb.EmbedResponse),
+            "EmbedStream": (
+                grpc.stream_stream_rpc_method_handler,
+                servicer.EmbedStream,
+                pb.EmbedStreamRequest,
+                pb.EmbedStreamResponse,
+            ),
+            "Info": (grpc.unary_unary_rpc_method_handler, servicer.Info, pb.InfoRequest, pb.InfoResponse),
+            "Tokenize": (
+                grpc.unary_unary_rpc_method_handler,
+                servicer.Tokenize,
+                pb.TokenizeRequest,
+                pb.TokenizeResponse,
+            ),
+        },
+    )
 
 
 def add_vectors_service(servicer: Any, server: grpc.aio.Server) -> None:
-    _add(server, VECTORS_SERVICE, {
-        "VectorsInfo": (grpc.unary_unary_rpc_method_handler, servicer.VectorsInfo, vpb.VectorsInfoRequest, vpb.VectorsInfoResponse),
-        "Lookup": (grpc.unary_stream_rpc_method_handler, servicer.Lookup, vpb.LookupRequest, vpb.LookupResponse),
-        "Similarity": (grpc.unary_unary_rpc_method_handler, servicer.Similarity, vpb.SimilarityRequest, vpb.SimilarityResponse),
-        "MostSimilar": (grpc.unary_unary_rpc_method_handler, servicer.MostSimilar, vpb.MostSimilarRequest, vpb.MostSimilarResponse),
-    })
+    _add(
+        server,
+        VECTORS_SERVICE,
+        {
+            "VectorsInfo": (
+                grpc.unary_unary_rpc_method_handler,
+                servicer.VectorsInfo,
+                vpb.VectorsInfoRequest,
+                vpb.VectorsInfoResponse,
+            ),
+            "Lookup": (grpc.unary_stream_rpc_method_handler, servicer.Lookup, vpb.LookupRequest, vpb.LookupResponse),
+            "Similarity": (
+                grpc.unary_unary_rpc_method_handler,
+                servicer.Similarity,
+                vpb.SimilarityRequest,
+                vpb.SimilarityResponse,
+            ),
+            "MostSimilar": (
+                grpc.unary_unary_rpc_method_handler,
+                servicer.MostSimilar,
+                vpb.MostSimilarRequest,
+                vpb.MostSimilarResponse,
+            ),
+        },
+    )

@@ -52,7 +52,9 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
         return None
     pair = [(Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())]
     if sec.tls_client_ca:
-        return grpc.ssl_server_credentials(pair, root_certificates=Path(sec.tls_client_ca).read_bytes(), require_client_auth=True)
+        return grpc.ssl_server_credentials(
+            pair, root_certificates=Path(sec.tls_client_ca).read_bytes(), require_client_auth=True
+        )
     return grpc.ssl_server_credentials(pair)
 
 
@@ -109,7 +111,9 @@ class Server:
         if settings.reflection:
             from grpc_reflection.v1alpha import reflection
 
-            reflection.enable_server_reflection([SERVICE, VECTORS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+            reflection.enable_server_reflection(
+                [SERVICE, VECTORS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            )
         await self._set_health(serving=False)
         await self._start_listening(settings)
         for engine in self.engines:
@@ -128,7 +132,9 @@ class Server:
             # Printed with the real port, so that --metrics-address HOST:0 can be found.
             self.say(f"tokvec: metrics on http://{settings.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics")
         if (table := self.vectors.table) is not None:
-            self.say(f"tokvec: vectors {table.name} ({table.fingerprint}, {table.mode} mode, {table.n_rows} rows x {table.width}, {table.n_keys} keys) on {self.vectors.device}")
+            self.say(
+                f"tokvec: vectors {table.name} ({table.fingerprint}, {table.mode} mode, {table.n_rows} rows x {table.width}, {table.n_keys} keys) on {self.vectors.device}"
+            )
         freeze_startup_objects()
         self.service.ready = self.vectors.ready = True
         await self._set_health(serving=True)
@@ -140,7 +146,9 @@ class Server:
         one): its name is known, and NOT_SERVING until a table is there to serve."""
         vectors = serving and self.vectors.table is not None
         for name, up in (("", serving), (SERVICE, serving), (VECTORS_SERVICE, vectors)):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self.health.set(
+                name, health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
 
     def _bind(self, settings: Settings) -> int:
         address = settings.address
@@ -151,7 +159,11 @@ class Server:
             # gRPC core logs its own line for a failed bind; ours (below) names the address and the
             # cause, and a failed start prints one line (docs/reliability.md R7).
             with _stderr_silenced():
-                port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
+                port = (
+                    self.server.add_secure_port(address, credentials)
+                    if credentials
+                    else self.server.add_insecure_port(address)
+                )
         except RuntimeError as exc:
             raise OSError(f"--address {address}: cannot bind ({exc})") from None
         finally:
@@ -166,7 +178,11 @@ class Server:
         finally:
             if old_umask is not None:
                 os.umask(old_umask)
-        where = settings.address if settings.address.startswith("unix:") else f"{settings.address.rsplit(':', 1)[0]}:{self.port}"
+        where = (
+            settings.address
+            if settings.address.startswith("unix:")
+            else f"{settings.address.rsplit(':', 1)[0]}:{self.port}"
+        )
         self.say(f"tokvec: listening on {where}")
 
     def _fatal(self, exc: BaseException) -> None:

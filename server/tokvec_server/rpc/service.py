@@ -46,12 +46,16 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             raise NotReady("the server is not ready (loading or draining)")
         if options.model and options.model not in self.engines:
             # Echo at most 50 characters of what the caller sent (docs/reliability.md R10: no long input echoed).
-            raise InvalidInput(f"options.model: {options.model[:50]!r} is not served (served: {', '.join(sorted(self.engines))})")
+            raise InvalidInput(
+                f"options.model: {options.model[:50]!r} is not served (served: {', '.join(sorted(self.engines))})"
+            )
         engine = self.engines[options.model] if options.model else self.default
         return engine
 
     @guard
-    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedResponse]:
+    async def Embed(
+        self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EmbedResponse]:
         options = convert.options(request.options)
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
@@ -67,7 +71,9 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
             for future in futures:  # the caller left: queued docs never reach the model
                 future.cancel()
 
-    async def _result(self, engine: Engine, index: int, doc: DocInput, future: asyncio.Future[Any], options: EmbedOptions) -> list[pb.DocResult]:
+    async def _result(
+        self, engine: Engine, index: int, doc: DocInput, future: asyncio.Future[Any], options: EmbedOptions
+    ) -> list[pb.DocResult]:
         try:
             out = await future
         except TokvecError as exc:
@@ -75,11 +81,15 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         return list(convert.results(index, out, engine.info.fingerprint, options.dtype, len(options.more_poolings)))
 
     @guard
-    async def EmbedStream(self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[pb.EmbedStreamResponse]:
+    async def EmbedStream(
+        self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EmbedStreamResponse]:
         # At most max_in_flight_per_stream docs are queued or unsent; past that we stop reading,
         # and HTTP/2 flow control pushes back on the sender.
         room = asyncio.Semaphore(self.limits.max_in_flight_per_stream)
-        ordered: asyncio.Queue[tuple[int, DocInput, asyncio.Future[Any] | TokvecError, Engine | None, EmbedOptions] | None] = asyncio.Queue()
+        ordered: asyncio.Queue[
+            tuple[int, DocInput, asyncio.Future[Any] | TokvecError, Engine | None, EmbedOptions] | None
+        ] = asyncio.Queue()
         client, deadline = context.peer(), _deadline(context)
         reader = asyncio.create_task(self._read_stream(request_iterator, room, ordered, client, deadline))
         try:
@@ -100,12 +110,21 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
                 if item is not None and isinstance(item[2], asyncio.Future):
                     item[2].cancel()
 
-    async def _read_stream(self, requests: AsyncIterator[pb.EmbedStreamRequest], room: asyncio.Semaphore, ordered: asyncio.Queue[Any], client: str, deadline: float) -> None:
+    async def _read_stream(
+        self,
+        requests: AsyncIterator[pb.EmbedStreamRequest],
+        room: asyncio.Semaphore,
+        ordered: asyncio.Queue[Any],
+        client: str,
+        deadline: float,
+    ) -> None:
         index = 0
         step = self.limits.max_in_flight_per_stream
         try:
             async for message in requests:
-                request: pb.EmbedStreamRequest = parsed(message)  # a corrupt message ends the stream: its docs are unknowable
+                request: pb.EmbedStreamRequest = parsed(
+                    message
+                )  # a corrupt message ends the stream: its docs are unknowable
                 docs = [convert.doc(d) for d in request.docs]
                 try:
                     options = convert.options(request.options)
@@ -139,7 +158,9 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
 
     @guard
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
-        options = EmbedOptions(model=request.model, spans=convert.spans(request.spans if request.HasField("spans") else None))
+        options = EmbedOptions(
+            model=request.model, spans=convert.spans(request.spans if request.HasField("spans") else None)
+        )
         engine = self._engine(options)
         validation.check_request(len(request.docs), self.limits)
         docs = [convert.doc(d) for d in request.docs]
@@ -147,7 +168,9 @@ class EmbedService(pb_grpc.EmbedServiceServicer):
         for i, item in enumerate(await engine.tokenize(docs, options)):
             if isinstance(item, TokvecError):
                 REFUSED.labels(item.code.name).inc()
-                response.docs.append(pb.TokenizedDoc(id=docs[i].id, error=pb.Error(code=item.code.value[0], message=str(item))))
+                response.docs.append(
+                    pb.TokenizedDoc(id=docs[i].id, error=pb.Error(code=item.code.value[0], message=str(item)))
+                )
             else:
                 response.docs.append(convert.tokenized(item[0], item[1], engine.runner.tokenizer))
         return response

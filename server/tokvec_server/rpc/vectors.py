@@ -42,13 +42,19 @@ Looked = tuple[Tokens, np.ndarray, np.ndarray] | TokvecError
 
 
 class VectorsService:
-    def __init__(self, table: VectorTable | None, limits: Limits, words: validation.SpacyWords, device: str = "auto") -> None:
+    def __init__(
+        self, table: VectorTable | None, limits: Limits, words: validation.SpacyWords, device: str = "auto"
+    ) -> None:
         self.table = table
         self.limits = limits
         self.words = words
         self.device = resolve_device(device) if table is not None else None
         # Only a default-mode table has word rows to rank; floret hashes n-grams into its rows.
-        self.nearest = NearestRows(table.vectors, self.device) if table is not None and table.mode == "default" and self.device else None
+        self.nearest = (
+            NearestRows(table.vectors, self.device)
+            if table is not None and table.mode == "default" and self.device
+            else None
+        )
         self.ready = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokvec-vectors")
 
@@ -61,7 +67,9 @@ class VectorsService:
 
     def _served(self) -> VectorTable:
         if self.table is None:
-            raise NoVectorsServed("no vectors table is served: start the server with --vectors PATH (a folder made by tokvec init-vectors)")
+            raise NoVectorsServed(
+                "no vectors table is served: start the server with --vectors PATH (a folder made by tokvec init-vectors)"
+            )
         if not self.ready:
             raise NotReady("the server is not ready (loading or draining)")
         return self.table
@@ -70,11 +78,15 @@ class VectorsService:
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     @guard
-    async def VectorsInfo(self, request: vpb.VectorsInfoRequest, context: grpc.aio.ServicerContext) -> vpb.VectorsInfoResponse:
+    async def VectorsInfo(
+        self, request: vpb.VectorsInfoRequest, context: grpc.aio.ServicerContext
+    ) -> vpb.VectorsInfoResponse:
         return convert.info(self._served(), str(self.device))
 
     @guard
-    async def Lookup(self, request: vpb.LookupRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[vpb.LookupResponse]:
+    async def Lookup(
+        self, request: vpb.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[vpb.LookupResponse]:
         table = self._served()
         policy, kind = convert.oov(request.oov), convert.dtype(request.dtype)
         validation.check_request(len(request.docs), self.limits)
@@ -94,26 +106,35 @@ class VectorsService:
                 vectors, missing = table.lookup(tokens.words)
                 if policy == "error" and len(missing):
                     k = int(missing[0])
-                    raise NoVector(f"docs[{i}].words[{k}]: {tokens.words[k][:50]!r} has no vector ({len(missing)} such tokens; oov = OOV_ERROR)")
+                    raise NoVector(
+                        f"docs[{i}].words[{k}]: {tokens.words[k][:50]!r} has no vector ({len(missing)} such tokens; oov = OOV_ERROR)"
+                    )
                 out.append((tokens, vectors, missing))
             except TokvecError as exc:
                 out.append(exc)
         return out
 
     @guard
-    async def Similarity(self, request: vpb.SimilarityRequest, context: grpc.aio.ServicerContext) -> vpb.SimilarityResponse:
+    async def Similarity(
+        self, request: vpb.SimilarityRequest, context: grpc.aio.ServicerContext
+    ) -> vpb.SimilarityResponse:
         table = self._served()
         validation.check_request(len(request.docs), self.limits)
         limit = PAIRS_PER_DOC * self.limits.max_docs_per_request
         if len(request.pairs) > limit:
             raise limit_error("pairs", len(request.pairs), f"{PAIRS_PER_DOC} x max_docs_per_request", limit)
         docs = [doc_input(d) for d in request.docs]
-        pairs = [(convert.item(p.a, f"pairs[{i}].a"), convert.item(p.b, f"pairs[{i}].b")) for i, p in enumerate(request.pairs)]
+        pairs = [
+            (convert.item(p.a, f"pairs[{i}].a"), convert.item(p.b, f"pairs[{i}].b"))
+            for i, p in enumerate(request.pairs)
+        ]
         return await self._off_loop(self._similarity, table, docs, pairs)
 
     def _similarity(self, table: VectorTable, docs: list[DocInput], pairs: list[Any]) -> vpb.SimilarityResponse:
         # A bad doc or item fails the call, naming the field: every score depends on the docs.
-        checked = [validation.check_doc(doc, i, self.limits, self.words, need_sents=False) for i, doc in enumerate(docs)]
+        checked = [
+            validation.check_doc(doc, i, self.limits, self.words, need_sents=False) for i, doc in enumerate(docs)
+        ]
         vectors = [DocVectors(table.keys(t.words), table.lookup(t.words)[0]) for t in checked]
         response = vpb.SimilarityResponse(docs=[vpb.TokenizedWords(words=t.words) for t in checked])
         for i, (a, b) in enumerate(pairs):
@@ -126,20 +147,28 @@ class VectorsService:
         return response
 
     @guard
-    async def MostSimilar(self, request: vpb.MostSimilarRequest, context: grpc.aio.ServicerContext) -> vpb.MostSimilarResponse:
+    async def MostSimilar(
+        self, request: vpb.MostSimilarRequest, context: grpc.aio.ServicerContext
+    ) -> vpb.MostSimilarResponse:
         table = self._served()
         if self.nearest is None:
-            raise NotRankable("most_similar: the served table is floret-hashed; it has no word rows to rank (spaCy's Vectors.most_similar refuses it too)")
+            raise NotRankable(
+                "most_similar: the served table is floret-hashed; it has no word rows to rank (spaCy's Vectors.most_similar refuses it too)"
+            )
         policy = convert.oov(request.oov)
         vectors = convert.queries(request.vectors, table.width)
         n_queries = len(request.words) + len(vectors)
         if n_queries > self.limits.max_docs_per_request:
-            raise limit_error("queries (words + vectors)", n_queries, "max_docs_per_request", self.limits.max_docs_per_request)
+            raise limit_error(
+                "queries (words + vectors)", n_queries, "max_docs_per_request", self.limits.max_docs_per_request
+            )
         if not 1 <= request.n <= self.nearest.size:
             raise InvalidInput(f"n: {request.n} is not within [1, {self.nearest.size}] (the table's rows with a key)")
         return await self._off_loop(self._most_similar, table, list(request.words), vectors, request.n, policy)
 
-    def _most_similar(self, table: VectorTable, words: list[str], vectors: np.ndarray, n: int, policy: str) -> vpb.MostSimilarResponse:
+    def _most_similar(
+        self, table: VectorTable, words: list[str], vectors: np.ndarray, n: int, policy: str
+    ) -> vpb.MostSimilarResponse:
         assert self.nearest is not None
         found, missing = table.lookup(words)
         rows, scores = self.nearest.search(np.concatenate([found, vectors]), n)
@@ -147,7 +176,9 @@ class VectorsService:
         oov = set(missing.tolist())
         for q in range(len(rows)):
             if q in oov and policy == "error":
-                response.results.append(convert.query_error(NoVector(f"words[{q}]: {words[q][:50]!r} has no vector (oov = OOV_ERROR)")))
+                response.results.append(
+                    convert.query_error(NoVector(f"words[{q}]: {words[q][:50]!r} has no vector (oov = OOV_ERROR)"))
+                )
                 continue
             response.results.append(convert.neighbours(table, rows[q], scores[q], self.nearest.row_key, q in oov))
         return response

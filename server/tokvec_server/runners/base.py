@@ -16,7 +16,18 @@ from tokvec_server.runners.batch import Batch
 from tokvec_server.types import DType, EmbedOptions, SpanSpec, Tokens
 
 # Files that decide what a row means: the weights and everything the tokenizer reads.
-_FINGERPRINTED = ("*.safetensors", "*.bin", "*.onnx", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "*.model", "config.json", "tokenizer_config.json")
+_FINGERPRINTED = (
+    "*.safetensors",
+    "*.bin",
+    "*.onnx",
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "config.json",
+    "tokenizer_config.json",
+)
 
 
 class StartupError(Exception):

@@ -46,7 +46,9 @@ class FakeRunner(WordpieceRunner):
         self.table = torch.randn(len(self.tokenizer), width, generator=generator).to(self.device)
         self.faults = Faults()
         self.ragged = True
-        self.info = ModelInfo(name, "fake-" + fingerprint(folder, width), width, 512, n_layers, "fake", str(self.device), DType.FLOAT32)
+        self.info = ModelInfo(
+            name, "fake-" + fingerprint(folder, width), width, 512, n_layers, "fake", str(self.device), DType.FLOAT32
+        )
 
     def enter_thread(self) -> None:
         """Nothing to set up: the fake computes on the calling thread."""

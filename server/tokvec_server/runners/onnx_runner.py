@@ -86,7 +86,9 @@ def _export_folder(folder: Path, quantize: str, cache_dir: Path | None) -> tuple
 
     if not export.is_export(folder):
         if not (folder / "config.json").is_file():
-            raise StartupError(f"--model {folder}: neither an onnx export (no {export.META_FILE}) nor a HuggingFace model folder (no config.json)")
+            raise StartupError(
+                f"--model {folder}: neither an onnx export (no {export.META_FILE}) nor a HuggingFace model folder (no config.json)"
+            )
         try:
             folder = export.cached_export(folder, quantize, cache_dir)
         except (export.ExportError, OSError) as exc:
@@ -97,13 +99,17 @@ def _export_folder(folder: Path, quantize: str, cache_dir: Path | None) -> tuple
         raise StartupError(f"--model {folder}: {exc}") from None
     # No quantize setting serves what the export holds (its fingerprint says which); int8 insists.
     if quantize and quantize != meta.quantize:
-        raise StartupError(f"quantize {quantize}: {folder} holds a {meta.quantize or 'float32'} export; export with tokvec export-onnx --quantize {quantize}")
+        raise StartupError(
+            f"quantize {quantize}: {folder} holds a {meta.quantize or 'float32'} export; export with tokvec export-onnx --quantize {quantize}"
+        )
     return folder, meta
 
 
 def _check_quantize_device(quantize: str, device: torch.device) -> None:
     if quantize and device.type != "cpu":
-        raise StartupError(f"quantize {quantize}: CPU only (ORT has no CUDA kernels for dynamic int8), device is {device}; use --device cpu")
+        raise StartupError(
+            f"quantize {quantize}: CPU only (ORT has no CUDA kernels for dynamic int8), device is {device}; use --device cpu"
+        )
 
 
 def _check_cuda(setting: str) -> None:
@@ -117,7 +123,9 @@ def _check_cuda(setting: str) -> None:
 
 
 class OnnxRunner(WordpieceRunner):
-    def __init__(self, folder: Path, name: str, device: str, dtype: str, quantize: str, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, folder: Path, name: str, device: str, dtype: str, quantize: str, cache_dir: Path | None = None
+    ) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
         from tokvec_server.export import MODEL_FILE
@@ -151,7 +159,9 @@ class OnnxRunner(WordpieceRunner):
         outputs = {o.name for o in self.session.get_outputs()}
         wanted = ["last_hidden_state", *(f"hidden_state_{i}" for i in range(n_layers + 1))]
         if missing := [o for o in wanted if o not in outputs]:
-            raise StartupError(f"--model {folder}: {MODEL_FILE} lacks outputs {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}; export again with tokvec export-onnx")
+            raise StartupError(
+                f"--model {folder}: {MODEL_FILE} lacks outputs {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}; export again with tokvec export-onnx"
+            )
         self.info = ModelInfo(
             name=name,
             fingerprint=meta.fingerprint,

@@ -26,7 +26,9 @@ def load_pipeline_runner(settings: ModelSettings, folder: Path) -> Runner:
         source = detect(str(folder))
         if source is None or source.kind != TRANSFORMER_PIPELINE:
             what = f"a {source.kind} (component {source.component!r})" if source else "not a spaCy pipeline"
-            raise StartupError(f"--model {folder} --backend {settings.backend}: {what}; the torch backend serves a pipeline's spacy-transformers component")
+            raise StartupError(
+                f"--model {folder} --backend {settings.backend}: {what}; the torch backend serves a pipeline's spacy-transformers component"
+            )
         transformer_config(folder, source.component)  # refuses an architecture it does not know
         encoder = read_encoder(folder, source.component)
     except (SourceError, PipelineConfigError, TrfModelError) as exc:
@@ -41,5 +43,7 @@ def load_pipeline_runner(settings: ModelSettings, folder: Path) -> Runner:
         except StartupError as exc:
             # The torch runner names the temporary folder; name the component instead.
             raise StartupError(f"{where}: {str(exc).replace(tmp, 'its model file')}") from None
-    runner.info = dataclasses.replace(runner.info, fingerprint=encoder.fingerprint(), pipeline=str(folder), component=source.component)
+    runner.info = dataclasses.replace(
+        runner.info, fingerprint=encoder.fingerprint(), pipeline=str(folder), component=source.component
+    )
     return runner

@@ -40,19 +40,42 @@ PROBE = ("A short span.", "A longer span, of several words, with its own punctua
 Attention = Callable[..., tuple[torch.Tensor, None]]
 
 
-def loop_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def loop_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """Attention of each span to itself, one call per span. Shape: (1, heads, n_pieces, head_dim) -> (1, n_pieces, heads, head_dim)"""
     bounds = kwargs["cu_seq_lens_q"].tolist()
     if len(bounds) == 2:
         # One span (a lone doc on an idle server): no slices to cut and join, 0.35 ms less per
         # forward of a 47-piece span on two cores (measured), level with the padded forward.
         return F.scaled_dot_product_attention(query, key, value, scale=scaling).transpose(1, 2).contiguous(), None
-    out = torch.cat([F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], scale=scaling)
-                     for a, b in zip(bounds[:-1], bounds[1:])], dim=2)
+    out = torch.cat(
+        [
+            F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], scale=scaling)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ],
+        dim=2,
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
-def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def varlen_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """Flash attention over cumulative span lengths, one kernel for the batch. Shape as loop_attention."""
     from torch.nn.attention.varlen import varlen_attn
 
@@ -62,7 +85,16 @@ def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     return out[None], None
 
 
-def jagged_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def jagged_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """scaled_dot_product_attention on nested jagged tensors, one fused call. Shape as loop_attention."""
     offsets, longest = kwargs["cu_seq_lens_q"].long(), int(kwargs["max_length_q"])
 

@@ -46,7 +46,9 @@ class Tok2VecRunner:
         import spacy
 
         if not settings.path:
-            raise StartupError("--model: the tok2vec backend needs an installed spaCy pipeline's name or a pipeline folder")
+            raise StartupError(
+                "--model: the tok2vec backend needs an installed spaCy pipeline's name or a pipeline folder"
+            )
         self.source = settings.path
         self.gpu = _gpu_id(settings.device)
         if self.gpu is not None:
@@ -54,7 +56,9 @@ class Tok2VecRunner:
         try:
             nlp = spacy.load(self.source)
         except (OSError, ValueError, KeyError) as exc:
-            raise StartupError(f"--model {self.source}: not an installed spaCy pipeline or a pipeline folder ({one_line(exc)})") from None
+            raise StartupError(
+                f"--model {self.source}: not an installed spaCy pipeline or a pipeline folder ({one_line(exc)})"
+            ) from None
         self.pipe_names = list(nlp.component_names)
         component = _tok2vec_component(nlp, self.source)
         self.model: Any = nlp.get_pipe(component).model  # type: ignore[attr-defined]
@@ -66,8 +70,16 @@ class Tok2VecRunner:
         # A tok2vec has no piece limit (max_length 0: only max_tokens_per_doc bounds a doc) and no
         # hidden layers to choose from; it computes in float32.
         self.info = ModelInfo(
-            name, fingerprint(self.model, str(nlp.lang), nlp.vocab), width, 0, 0, "tok2vec", device, DType.FLOAT32,
-            pipeline=self.source, component=component,
+            name,
+            fingerprint(self.model, str(nlp.lang), nlp.vocab),
+            width,
+            0,
+            0,
+            "tok2vec",
+            device,
+            DType.FLOAT32,
+            pipeline=self.source,
+            component=component,
         )
         self.component = component
         # One thread at a time makes Docs: the pipeline's Vocab is not safe to grow from two.
@@ -83,9 +95,13 @@ class Tok2VecRunner:
     def check_options(self, options: EmbedOptions) -> None:
         name = self.info.name
         if Output.PIECES in options.outputs:
-            raise InvalidInput(f"options.outputs: model {name!r} is a spaCy tok2vec: it has no pieces (its rows are per token already)")
+            raise InvalidInput(
+                f"options.outputs: model {name!r} is a spaCy tok2vec: it has no pieces (its rows are per token already)"
+            )
         if options.hidden_layers:
-            raise InvalidInput(f"options.hidden_layers: model {name!r} is a spaCy tok2vec: it has no hidden layers to choose from")
+            raise InvalidInput(
+                f"options.hidden_layers: model {name!r} is a spaCy tok2vec: it has no hidden layers to choose from"
+            )
 
     def plan(self, docs: list[Tokens], spans: SpanSpec) -> list[DocPlan]:
         """Each doc as one span of its tokens, each token its own row; ``spans`` does not apply."""
@@ -106,7 +122,11 @@ class Tok2VecRunner:
     def _reload_vocab(self) -> None:
         import spacy
 
-        log.info("tok2vec: the vocab grew by %d strings; reloading it from %s", len(self.vocab.strings) - self._strings_at_load, self.source)
+        log.info(
+            "tok2vec: the vocab grew by %d strings; reloading it from %s",
+            len(self.vocab.strings) - self._strings_at_load,
+            self.source,
+        )
         self.vocab = spacy.load(self.source, exclude=self.pipe_names).vocab
         self._strings_at_load = len(self.vocab.strings)
 
@@ -149,7 +169,9 @@ def _tok2vec_component(nlp: Any, source: str) -> str:
         return "tok2vec"
     if len(found) == 1:
         return str(found[0])
-    raise StartupError(f"--model {source}: expected one tok2vec component, found {found or 'none'} among {nlp.component_names}")
+    raise StartupError(
+        f"--model {source}: expected one tok2vec component, found {found or 'none'} among {nlp.component_names}"
+    )
 
 
 def _gpu_id(device: str) -> int | None:
@@ -161,5 +183,7 @@ def _gpu_id(device: str) -> int | None:
     if device == "auto":
         return 0 if has_cupy_gpu else None
     if not has_cupy_gpu:
-        raise StartupError(f"--device {device}: spaCy's GPU support needs cupy and a CUDA device (pip install cupy-cuda12x)")
+        raise StartupError(
+            f"--device {device}: spaCy's GPU support needs cupy and a CUDA device (pip install cupy-cuda12x)"
+        )
     return int(device.split(":")[1]) if ":" in device else 0

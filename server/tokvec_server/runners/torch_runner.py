@@ -60,7 +60,9 @@ class TorchRunner(WordpieceRunner):
         config = model.config
         width = int(config.hidden_size)
         if len(self.tokenizer) > int(getattr(config, "vocab_size", len(self.tokenizer))) + 1000:
-            raise StartupError(f"--model {folder}: tokenizer has {len(self.tokenizer)} pieces, model vocab_size is {config.vocab_size}")
+            raise StartupError(
+                f"--model {folder}: tokenizer has {len(self.tokenizer)} pieces, model vocab_size is {config.vocab_size}"
+            )
         self.info = ModelInfo(
             name=name,
             fingerprint=fingerprint(folder, width),

@@ -38,7 +38,9 @@ class NearestRows:
         # inference_mode is thread-local: entered here, in the thread that runs the search.
         with torch.inference_mode():
             for start in range(0, len(queries), self.BATCH):
-                batch = torch.from_numpy(np.ascontiguousarray(queries[start : start + self.BATCH], dtype=np.float32)).to(self.device)
+                batch = torch.from_numpy(
+                    np.ascontiguousarray(queries[start : start + self.BATCH], dtype=np.float32)
+                ).to(self.device)
                 norms = torch.linalg.vector_norm(batch, dim=1, keepdim=True)
                 norms[norms == 0] = 1
                 best = torch.topk((batch / norms) @ self.unit.T, n, dim=1, sorted=True)

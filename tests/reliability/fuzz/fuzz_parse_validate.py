@@ -69,7 +69,11 @@ def TestOneInput(data: bytes) -> None:
         [plan] = plan_docs([tokens], options.spans, TOKENIZER, MAX_LENGTH, SPECIALS)
         n = len(tokens.words)
         n_pieces = plan.n_pieces
-        if plan.n_tokens != n or len(plan.align_lengths) != n or int(plan.align_lengths.sum()) != len(plan.align_indices):
+        if (
+            plan.n_tokens != n
+            or len(plan.align_lengths) != n
+            or int(plan.align_lengths.sum()) != len(plan.align_indices)
+        ):
             raise AssertionError(f"plan of {plan.n_tokens} tokens for {n} words")
         if len(plan.align_indices) and not (plan.align_indices.min() >= 0 and plan.align_indices.max() < n_pieces):
             raise AssertionError("alignment points past the pieces")

@@ -140,10 +140,34 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: f
 class Load:
     """A running load driver (driver.py) on the driver core. ``join()`` returns its summary."""
 
-    def __init__(self, address: str, out: Path, *args: str, cpus: set[int] | None = None, nice: int = 0, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        out: Path,
+        *args: str,
+        cpus: set[int] | None = None,
+        nice: int = 0,
+        start_timeout: float = 60.0,
+    ) -> None:
         self.out = out
         cores = ",".join(str(c) for c in sorted(cpus or split_cpus()[1]))
-        cmd = ["nice", "-n", str(nice), "taskset", "-c", cores, sys.executable, str(DRIVER), "--address", address, "--docs", str(EWT), "--out", str(out), *args]
+        cmd = [
+            "nice",
+            "-n",
+            str(nice),
+            "taskset",
+            "-c",
+            cores,
+            sys.executable,
+            str(DRIVER),
+            "--address",
+            address,
+            "--docs",
+            str(EWT),
+            "--out",
+            str(out),
+            *args,
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._seen = threading.Condition()
@@ -161,7 +185,9 @@ class Load:
 
     def wait_for(self, text: str, timeout: float) -> None:
         with self._seen:
-            if not self._seen.wait_for(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None, timeout):
+            if not self._seen.wait_for(
+                lambda: any(text in line for line in self.lines) or self.proc.poll() is not None, timeout
+            ):
                 raise AssertionError(f"driver: no {text!r} after {timeout}s:\n{''.join(self.lines)}")
         if not any(text in line for line in self.lines):
             raise AssertionError(f"driver exited before {text!r}:\n{''.join(self.lines)}")
@@ -200,12 +226,20 @@ class Timings:
 
     @classmethod
     def read(cls, path: Path) -> Timings:
-        rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.count("\t") == 8]  # a killed driver's last line may be cut
+        rows = [
+            line.split("\t") for line in path.read_text().splitlines()[1:] if line.count("\t") == 8
+        ]  # a killed driver's last line may be cut
         cols = list(zip(*rows)) if rows else [()] * 9
         return cls(
-            conn=np.array(cols[0], dtype=np.int64), seq=np.array(cols[1], dtype=np.int64), src=np.array(cols[2], dtype=np.int64),
-            t_sched=np.array(cols[3], dtype=np.float64), t_sent=np.array(cols[4], dtype=np.float64), t_done=np.array(cols[5], dtype=np.float64),
-            code=np.array(cols[6], dtype=object), n_rows=np.array(cols[7], dtype=np.int64), checksum=np.array(cols[8], dtype=np.float64),
+            conn=np.array(cols[0], dtype=np.int64),
+            seq=np.array(cols[1], dtype=np.int64),
+            src=np.array(cols[2], dtype=np.int64),
+            t_sched=np.array(cols[3], dtype=np.float64),
+            t_sent=np.array(cols[4], dtype=np.float64),
+            t_done=np.array(cols[5], dtype=np.float64),
+            code=np.array(cols[6], dtype=object),
+            n_rows=np.array(cols[7], dtype=np.int64),
+            checksum=np.array(cols[8], dtype=np.float64),
         )
 
     def __len__(self) -> int:
@@ -226,7 +260,12 @@ class Timings:
         return np.asarray(self.t_done - self.t_sent)
 
     def where(self, mask: np.ndarray) -> Timings:
-        return Timings(*(getattr(self, f)[mask] for f in ("conn", "seq", "src", "t_sched", "t_sent", "t_done", "code", "n_rows", "checksum")))
+        return Timings(
+            *(
+                getattr(self, f)[mask]
+                for f in ("conn", "seq", "src", "t_sched", "t_sent", "t_done", "code", "n_rows", "checksum")
+            )
+        )
 
     def codes(self) -> dict[str, int]:
         if not len(self):
@@ -259,9 +298,23 @@ def pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def saturation(address: str, out: Path, seconds: float, streams: int = 8, window: int = 32, args: tuple[str, ...] = ()) -> float:
+def saturation(
+    address: str, out: Path, seconds: float, streams: int = 8, window: int = 32, args: tuple[str, ...] = ()
+) -> float:
     """Docs/s the server sustains with every stream full (closed loop)."""
-    load = Load(address, out, "--mode", "stream", "--streams", str(streams), "--window", str(window), "--duration", str(seconds), *args)
+    load = Load(
+        address,
+        out,
+        "--mode",
+        "stream",
+        "--streams",
+        str(streams),
+        "--window",
+        str(window),
+        "--duration",
+        str(seconds),
+        *args,
+    )
     load.join(seconds + 120)
     timings = load.timings()
     assert timings.ok.all(), timings.codes()
@@ -288,7 +341,9 @@ class HealthProbe:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                status = health_pb2.HealthCheckResponse.ServingStatus.Name(self._stub.Check(self._request, timeout=self.timeout).status)
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                    self._stub.Check(self._request, timeout=self.timeout).status
+                )
             except grpc.RpcError as exc:
                 status = exc.code().name
             self.samples.append((started, time.monotonic() - started, status))

@@ -48,13 +48,17 @@ class Recorder:
         self.sent += n
         self.sent_per_conn[conn] = self.sent_per_conn.get(conn, 0) + n
 
-    def record(self, conn: int, seq: int, src: int, t_sched: float, code: str, result: Any = None, t_sent: float = 0.0) -> None:
+    def record(
+        self, conn: int, seq: int, src: int, t_sched: float, code: str, result: Any = None, t_sent: float = 0.0
+    ) -> None:
         """t_sched: when the doc was due (open loop) or sent (closed loop); t_sent: when it was
         handed to the client library (later than t_sched when this process lags)."""
         n_rows, checksum = (-1, 0.0)
         if result is not None and result.error is None:
             n_rows, checksum = result.rows.shape[0], float(result.rows.sum(dtype=np.float64))
-        self.out.write(f"{conn}\t{seq}\t{src}\t{t_sched:.6f}\t{t_sent or t_sched:.6f}\t{time.monotonic():.6f}\t{code}\t{n_rows}\t{checksum:.6g}\n")
+        self.out.write(
+            f"{conn}\t{seq}\t{src}\t{t_sched:.6f}\t{t_sent or t_sched:.6f}\t{time.monotonic():.6f}\t{code}\t{n_rows}\t{checksum:.6g}\n"
+        )
         self.done += 1
         self.codes[code] = self.codes.get(code, 0) + 1
 
@@ -146,7 +150,15 @@ class Driver:
                             self.rec.record(conn, seq, -1, 0.0, "UNEXPECTED", result)
                             continue
                         src, t_sched, t_sent = pending.pop(seq)
-                        self.rec.record(conn, seq, src, t_sched, "OK" if result.error is None else result.error.code.name, result, t_sent)
+                        self.rec.record(
+                            conn,
+                            seq,
+                            src,
+                            t_sched,
+                            "OK" if result.error is None else result.error.code.name,
+                            result,
+                            t_sent,
+                        )
                         window.release()
                         backoff = 0.1
                 except tokvec.TokvecError as exc:
@@ -179,7 +191,15 @@ class Driver:
                         self.rec.record(conn, seq, src, t_sched, exc.code.name, None, t_sent)
                     return
                 for seq, (src, _), result in zip(seqs, picked, results):
-                    self.rec.record(conn, seq, src, t_sched, "OK" if result.error is None else result.error.code.name, result, t_sent)
+                    self.rec.record(
+                        conn,
+                        seq,
+                        src,
+                        t_sched,
+                        "OK" if result.error is None else result.error.code.name,
+                        result,
+                        t_sent,
+                    )
 
             seq = 0
             if args.rate:
@@ -222,8 +242,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", required=True)
     p.add_argument("--mode", choices=("stream", "unary"), default="stream")
     p.add_argument("--streams", type=int, default=8, help="streams (stream mode) or connections (unary mode)")
-    p.add_argument("--rate", type=float, default=0.0, help="offered docs/s over all streams (open loop); 0 = closed loop")
-    p.add_argument("--window", type=int, default=16, help="closed loop: docs in flight per stream, or calls in flight per connection")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="offered docs/s over all streams (open loop); 0 = closed loop"
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=16,
+        help="closed loop: docs in flight per stream, or calls in flight per connection",
+    )
     p.add_argument("--batch", type=int, default=1, help="docs per stream message or per unary call")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
     p.add_argument("--count", type=int, default=0, help="docs per stream (0 = until --duration)")
@@ -234,7 +261,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spans", default="tokens:128:96")
     p.add_argument("--timeout", type=float, default=60.0, help="unary call timeout")
     p.add_argument("--token", default="")
-    p.add_argument("--reconnect", action="store_true", help="stream mode: open a new stream (with backoff) when one breaks")
+    p.add_argument(
+        "--reconnect", action="store_true", help="stream mode: open a new stream (with backoff) when one breaks"
+    )
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -250,7 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         asyncio.run(Driver(args, docs, rec).run())
         took = time.monotonic() - started
-    print(json.dumps({"sent": rec.sent, "sent_per_conn": rec.sent_per_conn, "done": rec.done, "codes": rec.codes, "breaks": rec.breaks, "seconds": round(took, 3)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "sent": rec.sent,
+                "sent_per_conn": rec.sent_per_conn,
+                "done": rec.done,
+                "codes": rec.codes,
+                "breaks": rec.breaks,
+                "seconds": round(took, 3),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

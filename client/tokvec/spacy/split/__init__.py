@@ -47,10 +47,14 @@ def pipeline_folder(pipeline: str | Path) -> Path:
         found = sorted(util.get_package_path(pipeline).glob("*/config.cfg"))
         if found:
             return found[0].parent
-    raise SplitError(f"PIPELINE {str(pipeline)!r} is neither a pipeline folder (with config.cfg) nor an installed pipeline package")
+    raise SplitError(
+        f"PIPELINE {str(pipeline)!r} is neither a pipeline folder (with config.cfg) nor an installed pipeline package"
+    )
 
 
-def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *, model: str = "", timeout: float = 60.0) -> Split:
+def split(
+    pipeline: str | Path, out: str | Path, address: str | Sequence[str], *, model: str = "", timeout: float = 60.0
+) -> Split:
     """Write the split pipeline to ``out`` (which must not exist); the server at ``address``
     must serve the pipeline's encoder (its fingerprint is stored, so another model is refused)."""
     from spacy import util
@@ -68,16 +72,26 @@ def split(pipeline: str | Path, out: str | Path, address: str | Sequence[str], *
     finally:
         remote.close()
     if info.backend not in the_plan.backends:
-        raise SplitError(f"the server at {remote.target} serves model {info.name!r} on the {info.backend!r} backend, but the listeners of "
-                         f"{the_plan.source!r} follow a {the_plan.factory!r}: serve the pipeline's encoder (tokvec serve --model PIPELINE)")
+        raise SplitError(
+            f"the server at {remote.target} serves model {info.name!r} on the {info.backend!r} backend, but the listeners of "
+            f"{the_plan.source!r} follow a {the_plan.factory!r}: serve the pipeline's encoder (tokvec serve --model PIPELINE)"
+        )
     _check_served(info, source, the_plan, remote.target)
     for listener in the_plan.listeners:
         if listener.width is not None and listener.width != info.width:
-            raise SplitError(f"component {listener.component!r}: {listener.setting}.width = {listener.width}, but the server's model "
-                             f"{info.name!r} is {info.width} wide: it serves another encoder than this pipeline's")
+            raise SplitError(
+                f"component {listener.component!r}: {listener.setting}.width = {listener.width}, but the server's model "
+                f"{info.name!r} is {info.width} wide: it serves another encoder than this pipeline's"
+            )
     addresses = [address] if isinstance(address, str) else list(address)
-    config = rewrite(raw, the_plan, address=addresses[0] if len(addresses) == 1 else addresses,  # type: ignore[arg-type]
-                     width=info.width, fingerprint=info.fingerprint, model=model)
+    config = rewrite(
+        raw,
+        the_plan,
+        address=addresses[0] if len(addresses) == 1 else addresses,  # type: ignore[arg-type]
+        width=info.width,
+        fingerprint=info.fingerprint,
+        model=model,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -98,16 +112,20 @@ def _check_served(info: ModelInfo, source: Path, the_plan: Plan, target: str) ->
     if not info.pipeline:
         return
     if info.component and info.component != the_plan.source:
-        raise SplitError(f"the server at {target} serves component {info.component!r} of {info.pipeline}, but this pipeline's "
-                         f"listeners follow {the_plan.source!r}")
+        raise SplitError(
+            f"the server at {target} serves component {info.component!r} of {info.pipeline}, but this pipeline's "
+            f"listeners follow {the_plan.source!r}"
+        )
     try:
         served = pipeline_folder(info.pipeline)
     except SplitError:
         return  # not on this machine
     mine, theirs = source / the_plan.source / "model", served / (info.component or the_plan.source) / "model"
     if mine.is_file() and theirs.is_file() and not _same_file(mine, theirs):
-        raise SplitError(f"the server at {target} serves the encoder of {info.pipeline}, not this pipeline's ({theirs} and {mine} differ): "
-                         "serve this pipeline (tokvec serve --model PIPELINE)")
+        raise SplitError(
+            f"the server at {target} serves the encoder of {info.pipeline}, not this pipeline's ({theirs} and {mine} differ): "
+            "serve this pipeline (tokvec serve --model PIPELINE)"
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -126,9 +144,16 @@ def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: s
     config.to_disk(dest / "config.cfg")
     meta = srsly.read_json(source / "meta.json") if (source / "meta.json").is_file() else {}
     # The split pipeline needs tokvec, not spacy-transformers (nor torch).
-    meta["requirements"] = [r for r in meta.get("requirements", []) if not r.replace("_", "-").startswith(("spacy-transformers", "spacy-curated-transformers"))]
-    meta["tokvec_split"] = {"from": f"{meta.get('lang', '')}_{meta.get('name', '')}-{meta.get('version', '')}", "component": the_plan.source,
-                            "fingerprint": fingerprint}
+    meta["requirements"] = [
+        r
+        for r in meta.get("requirements", [])
+        if not r.replace("_", "-").startswith(("spacy-transformers", "spacy-curated-transformers"))
+    ]
+    meta["tokvec_split"] = {
+        "from": f"{meta.get('lang', '')}_{meta.get('name', '')}-{meta.get('version', '')}",
+        "component": the_plan.source,
+        "fingerprint": fingerprint,
+    }
     srsly.write_json(dest / "meta.json", meta)
     (dest / the_plan.source).mkdir()
     srsly.write_json(dest / the_plan.source / "cfg", {"fingerprint": fingerprint, "width": width, "pieces": False})
@@ -149,7 +174,9 @@ def _write(source: Path, dest: Path, config: Any, the_plan: Plan, fingerprint: s
         saved = source / name / "model"
         if not saved.is_file():
             raise SplitError(f"component {name!r}: {saved} is missing: was the pipeline saved after training?")
-        (dest / name / "model").write_bytes(carry_over(saved.read_bytes(), model, _in_walk_order(model, listeners), name))
+        (dest / name / "model").write_bytes(
+            carry_over(saved.read_bytes(), model, _in_walk_order(model, listeners), name)
+        )
 
 
 def _in_walk_order(model: Any, listeners: list[Listener]) -> list[Listener]:
@@ -164,7 +191,9 @@ def _in_walk_order(model: Any, listeners: list[Listener]) -> list[Listener]:
         if isinstance(node, RemoteListener):
             match = next((lst for lst in left if lst.pooling == node.pooling), None)
             if match is None:
-                raise SplitError(f"component {listeners[0].component!r}: its model has a listener pooling {node.pooling!r} that its config does not")
+                raise SplitError(
+                    f"component {listeners[0].component!r}: its model has a listener pooling {node.pooling!r} that its config does not"
+                )
             left.remove(match)
             ordered.append(match)
     return ordered + left

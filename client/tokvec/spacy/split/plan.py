@@ -29,11 +29,22 @@ TOK2VEC_LISTENER = "spacy.Tok2VecListener.v1"
 REMOTE_LISTENER = "tokvec.RemoteListener.v1"
 # The listener architectures each served factory feeds.
 LISTENERS = {"transformer": TRANSFORMER_LISTENER, "tok2vec": TOK2VEC_LISTENER}
-POOLINGS = {"reduce_mean.v1": "mean", "reduce_max.v1": "max", "reduce_first.v1": "first", "reduce_last.v1": "last", "reduce_sum.v1": "sum"}
+POOLINGS = {
+    "reduce_mean.v1": "mean",
+    "reduce_max.v1": "max",
+    "reduce_first.v1": "first",
+    "reduce_last.v1": "last",
+    "reduce_sum.v1": "sum",
+}
 NULL_SETTER = "spacy-transformers.null_annotation_setter.v1"
 # Registries whose functions need torch (or spacy-transformers) to load: left anywhere in the
 # split pipeline, they would defeat it.
-HEAVY_PREFIXES = ("spacy-transformers.", "spacy-curated-transformers.", "spacy_transformers.", "spacy_curated_transformers.")
+HEAVY_PREFIXES = (
+    "spacy-transformers.",
+    "spacy-curated-transformers.",
+    "spacy_transformers.",
+    "spacy_curated_transformers.",
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +85,13 @@ def plan(config: dict[str, Any]) -> Plan:
     components: dict[str, Any] = config["components"]
     sources = [name for name in pipeline if components.get(name, {}).get("factory") in LISTENERS]
     if not sources:
-        raise SplitError("the pipeline has no `transformer` (spacy-transformers) or shared `tok2vec` component to serve")
+        raise SplitError(
+            "the pipeline has no `transformer` (spacy-transformers) or shared `tok2vec` component to serve"
+        )
     if len(sources) > 1:
-        raise SplitError(f"the pipeline has {len(sources)} components to serve ({', '.join(sources)}); tokvec split serves one encoder a pipeline")
+        raise SplitError(
+            f"the pipeline has {len(sources)} components to serve ({', '.join(sources)}); tokvec split serves one encoder a pipeline"
+        )
     source = sources[0]
     factory = components[source]["factory"]
     listeners = []
@@ -88,8 +103,10 @@ def plan(config: dict[str, Any]) -> Plan:
                 listeners.append(listener)
             elif architecture.startswith(HEAVY_PREFIXES) or "listener" in architecture.lower():
                 where = ".".join(("components", name, *path))
-                raise SplitError(f"component {name!r}: {where}.@architectures = {architecture!r} is not a listener tokvec split can map "
-                                 f"(it maps {TRANSFORMER_LISTENER} and {TOK2VEC_LISTENER} that follow {source!r})")
+                raise SplitError(
+                    f"component {name!r}: {where}.@architectures = {architecture!r} is not a listener tokvec split can map "
+                    f"(it maps {TRANSFORMER_LISTENER} and {TOK2VEC_LISTENER} that follow {source!r})"
+                )
         _check_heavy(name, components.get(name, {}), source)
     spans = _spans(source, components[source]) if factory == "transformer" else "doc"
     return Plan(source, factory, spans, tuple(listeners))
@@ -102,14 +119,24 @@ def _blocks(node: dict[str, Any], path: tuple[str, ...]) -> Iterator[tuple[tuple
             yield from _blocks(value, (*path, key))
 
 
-def _listener(name: str, path: tuple[str, ...], block: dict[str, Any], architecture: str, source: str, factory: str, pipeline: list[str]) -> Listener | None:
+def _listener(
+    name: str,
+    path: tuple[str, ...],
+    block: dict[str, Any],
+    architecture: str,
+    source: str,
+    factory: str,
+    pipeline: list[str],
+) -> Listener | None:
     if architecture not in (TRANSFORMER_LISTENER, TOK2VEC_LISTENER):
         return None
     where = ".".join(("components", name, *path))
     upstream = str(block.get("upstream", "*"))
     if architecture != LISTENERS[factory] or upstream not in ("*", source):
-        raise SplitError(f"component {name!r}: {where} ({architecture}, upstream = {upstream!r}) listens to no component of this "
-                         f"pipeline that tokvec split can serve (it serves {source!r}, a {factory!r})")
+        raise SplitError(
+            f"component {name!r}: {where} ({architecture}, upstream = {upstream!r}) listens to no component of this "
+            f"pipeline that tokvec split can serve (it serves {source!r}, a {factory!r})"
+        )
     if pipeline.index(name) < pipeline.index(source):
         raise SplitError(f"component {name!r}: {where} comes before {source!r} in the pipeline, so it never hears it")
     if architecture == TOK2VEC_LISTENER:
@@ -118,8 +145,10 @@ def _listener(name: str, path: tuple[str, ...], block: dict[str, Any], architect
     pooling_block = block.get("pooling") or {}
     layer = str(pooling_block.get("@layers", ""))
     if layer not in POOLINGS:
-        raise SplitError(f"component {name!r}: {where}.pooling.@layers = {layer!r} is not a pooling tokvec serves "
-                         f"({', '.join(POOLINGS)})")
+        raise SplitError(
+            f"component {name!r}: {where}.pooling.@layers = {layer!r} is not a pooling tokvec serves "
+            f"({', '.join(POOLINGS)})"
+        )
     return Listener(name, path, architecture, POOLINGS[layer], None)
 
 
@@ -129,19 +158,25 @@ def _check_heavy(name: str, component: dict[str, Any], source: str) -> None:
         for key, value in block.items():
             if key.startswith("@") and str(value).startswith(HEAVY_PREFIXES) and value not in (TRANSFORMER_LISTENER,):
                 where = ".".join(("components", name, *path))
-                raise SplitError(f"component {name!r}: {where}.{key} = {value!r} needs spacy-transformers: tokvec split maps only "
-                                 f"the shared {source!r} and its listeners")
+                raise SplitError(
+                    f"component {name!r}: {where}.{key} = {value!r} needs spacy-transformers: tokvec split maps only "
+                    f"the shared {source!r} and its listeners"
+                )
     factory = str(component.get("factory", ""))
     if factory in ("transformer", "curated_transformer"):
-        raise SplitError(f"component {name!r}: factory = {factory!r} is a second transformer; tokvec split serves one encoder")
+        raise SplitError(
+            f"component {name!r}: factory = {factory!r} is a second transformer; tokvec split serves one encoder"
+        )
 
 
 def _spans(source: str, component: dict[str, Any]) -> str:
     where = f"components.{source}"
     setter = component.get("set_extra_annotations") or {}
     if setter and setter.get("@annotation_setters") != NULL_SETTER:
-        raise SplitError(f"component {source!r}: {where}.set_extra_annotations = {setter.get('@annotation_setters')!r} is an annotation "
-                         "setter other components may read; tokvec split cannot keep it (only null_annotation_setter.v1)")
+        raise SplitError(
+            f"component {source!r}: {where}.set_extra_annotations = {setter.get('@annotation_setters')!r} is an annotation "
+            "setter other components may read; tokvec split cannot keep it (only null_annotation_setter.v1)"
+        )
     getter = (component.get("model") or {}).get("get_spans") or {}
     kind = str(getter.get("@span_getters", ""))
     if kind == "spacy-transformers.strided_spans.v1":
@@ -150,17 +185,25 @@ def _spans(source: str, component: dict[str, Any]) -> str:
         return "doc"
     if kind == "spacy-transformers.sent_spans.v1":
         return "sents"
-    raise SplitError(f"component {source!r}: {where}.model.get_spans = {kind!r} is a span getter tokvec split cannot map "
-                     "(strided_spans.v1 -> tokens:W:S, doc_spans.v1 -> doc, sent_spans.v1 -> sents)")
+    raise SplitError(
+        f"component {source!r}: {where}.model.get_spans = {kind!r} is a span getter tokvec split cannot map "
+        "(strided_spans.v1 -> tokens:W:S, doc_spans.v1 -> doc, sent_spans.v1 -> sents)"
+    )
 
 
-def rewrite(raw: dict[str, Any], plan: Plan, *, address: str, width: int, fingerprint: str, model: str) -> dict[str, Any]:
+def rewrite(
+    raw: dict[str, Any], plan: Plan, *, address: str, width: int, fingerprint: str, model: str
+) -> dict[str, Any]:
     """The split pipeline's config, from the uninterpolated original: the served component
     becomes ``tokvec_transformer`` (same name), each listener ``tokvec.RemoteListener.v1``."""
     out = _copy(raw)
     out["components"][plan.source] = {
-        "factory": "tokvec_transformer", "address": address, "pooling": plan.pooling, "spans": plan.spans,
-        "fingerprint": fingerprint, "model": model,
+        "factory": "tokvec_transformer",
+        "address": address,
+        "pooling": plan.pooling,
+        "spans": plan.spans,
+        "fingerprint": fingerprint,
+        "model": model,
     }
     for listener in plan.listeners:
         parent = out["components"][listener.component]

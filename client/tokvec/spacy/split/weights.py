@@ -23,7 +23,13 @@ from tokvec.spacy.listener import RemoteListener
 from tokvec.spacy.split.plan import TOK2VEC_LISTENER, TRANSFORMER_LISTENER, Listener
 
 # thinc's pooling layers by tokvec's names.
-_POOL_LAYERS = {"mean": "reduce_mean.v1", "max": "reduce_max.v1", "first": "reduce_first.v1", "last": "reduce_last.v1", "sum": "reduce_sum.v1"}
+_POOL_LAYERS = {
+    "mean": "reduce_mean.v1",
+    "max": "reduce_max.v1",
+    "first": "reduce_first.v1",
+    "last": "reduce_last.v1",
+    "sum": "reduce_sum.v1",
+}
 
 
 def _noop(model: Model[Any, Any], X: Any, is_train: bool) -> Any:  # stand-ins are never run
@@ -47,7 +53,9 @@ def carry_over(saved: bytes, model: Model[Any, Any], listeners: list[Listener], 
     msg = srsly.msgpack_loads(saved)
     remotes = [node for node in model.walk() if isinstance(node, RemoteListener)]
     if len(remotes) != len(listeners):
-        raise SplitError(f"component {component!r}: {len(listeners)} listeners in its config, {len(remotes)} in its model")
+        raise SplitError(
+            f"component {component!r}: {len(listeners)} listeners in its config, {len(remotes)} in its model"
+        )
     stand_ins = {remote.id: stand_in(listener) for remote, listener in zip(remotes, listeners)}
     old_walk = _walk_with(model, stand_ins)
     _check_layout(msg, old_walk, stand_ins, component)
@@ -66,7 +74,9 @@ def carry_over(saved: bytes, model: Model[Any, Any], listeners: list[Listener], 
             continue
         j = old_index[node.id]
         info = dict(msg["nodes"][j], index=i)
-        info["refs"] = {name: _ref(ref, old_walk, stood_for, new_index, component) for name, ref in info["refs"].items()}
+        info["refs"] = {
+            name: _ref(ref, old_walk, stood_for, new_index, component) for name, ref in info["refs"].items()
+        }
         out["nodes"].append(info)
         for key in ("attrs", "params", "shims"):
             out[key].append(msg[key][j])
@@ -88,7 +98,9 @@ def _walk_with(model: Model[Any, Any], stand_ins: dict[int, Model[Any, Any]]) ->
             layers[k] = layer
 
 
-def _check_layout(msg: dict[str, Any], walk: list[Model[Any, Any]], stand_ins: dict[int, Model[Any, Any]], component: str) -> None:
+def _check_layout(
+    msg: dict[str, Any], walk: list[Model[Any, Any]], stand_ins: dict[int, Model[Any, Any]], component: str
+) -> None:
     nodes = msg.get("nodes", [])
     problem = ""
     if len(nodes) != len(walk):
@@ -103,14 +115,24 @@ def _check_layout(msg: dict[str, Any], walk: list[Model[Any, Any]], stand_ins: d
             if problem:
                 break
     if problem:
-        raise SplitError(f"component {component!r}: its saved model does not have the layout its config describes ({problem}); "
-                         "was it saved by another version of its listener's package?")
+        raise SplitError(
+            f"component {component!r}: its saved model does not have the layout its config describes ({problem}); "
+            "was it saved by another version of its listener's package?"
+        )
 
 
-def _ref(ref: int | None, old_walk: list[Model[Any, Any]], stood_for: dict[int, int], new_index: dict[int, int], component: str) -> int | None:
+def _ref(
+    ref: int | None,
+    old_walk: list[Model[Any, Any]],
+    stood_for: dict[int, int],
+    new_index: dict[int, int],
+    component: str,
+) -> int | None:
     if ref is None:
         return None
     node_id = stood_for.get(old_walk[ref].id, old_walk[ref].id)
     if node_id not in new_index:
-        raise SplitError(f"component {component!r}: a layer refers into a listener's insides ({old_walk[ref].name!r}), which the split drops")
+        raise SplitError(
+            f"component {component!r}: a layer refers into a listener's insides ({old_walk[ref].name!r}), which the split drops"
+        )
     return new_index[node_id]
