@@ -33,7 +33,9 @@ def corpus(path: Path, docs: list[dict[str, Any]], copies: int = 1) -> list[dict
 class ServerProcess:
     """``tokvec serve`` in a child process; ``address`` once it printed that it is ready."""
 
-    def __init__(self, *args: str, ready_timeout: float = 120.0) -> None:
+    # A start (model load + warmup) took 136 s on a 2-core machine busy with other work: allow for
+    # that, inside pytest's 300 s per test.
+    def __init__(self, *args: str, ready_timeout: float = 240.0) -> None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
         cmd = [sys.executable, "-m", "tokvec", "serve", "--address", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -23,9 +23,12 @@ def test_public_surface_is_pinned() -> None:
         "Remote",
         "RemoteListener",
         "RemoteSettings",
+        "RemoteSpanVectors",
         "TokvecTransformer",
         "make_tokvec_transformer",
         "remote_listener",
+        "remote_span_categorizer",
+        "remote_span_reducer",
     ]
 
 

@@ -30,9 +30,11 @@ def count_calls(monkeypatch: Any) -> list[tuple[int, tuple[str, ...]]]:
     calls: list[tuple[int, tuple[str, ...]]] = []
     real = Remote._embed
 
-    def counting(self: Remote, docs: Any, start: int, who: str, pieces: bool, pooling: str, more_poolings: Any) -> Any:
+    def counting(
+        self: Remote, docs: Any, start: int, who: str, pieces: bool, pooling: str, more_poolings: Any, *rest: Any
+    ) -> Any:
         calls.append((len(docs), tuple(more_poolings)))
-        return real(self, docs, start, who, pieces, pooling, more_poolings)
+        return real(self, docs, start, who, pieces, pooling, more_poolings, *rest)
 
     monkeypatch.setattr(Remote, "_embed", counting)
     return calls
