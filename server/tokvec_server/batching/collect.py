@@ -88,6 +88,8 @@ def _pool_tokens(
     Shape: rows (any, width) -> (n_tokens, width) per doc and pooling."""
     groups: dict[tuple[Pooling, DType], list[int]] = {}
     for i, job in jobs.items():
+        if Output.TOKENS not in job.options.outputs:
+            continue  # pieces, a doc vector or chunk vectors only: no token rows to pool or copy
         for pooling in dict.fromkeys((job.options.pooling, *job.options.more_poolings)):
             groups.setdefault((pooling, job.options.dtype), []).append(i)
     out: dict[int, dict[Pooling, np.ndarray]] = {i: {} for i in jobs}
