@@ -58,6 +58,21 @@ def untuned_pipeline() -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_server(trained_pipeline: Path) -> Iterator[ServerProcess]:
+    """`tokvec serve --model PIPELINE`: the fine-tuned encoder read from the pipeline itself."""
+    server = ServerProcess("--model", str(trained_pipeline))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def untuned_server(untuned_pipeline: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess("--model", str(untuned_pipeline))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def trained_reference() -> trained_pipelines.Reference:
     """What spacy-transformers computes in-process with ``trained_pipeline``: every listener's
     rows and the annotations, on EWT test docs."""

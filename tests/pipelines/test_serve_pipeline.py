@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from serving import ENV, ServerProcess
 from trained_pipelines import LISTENERS, Reference
 
@@ -22,20 +20,6 @@ from tokvec_server.trf_model import read_encoder
 SPANS = "tokens:128:96"  # the pipelines' strided_spans.v1 window 128 stride 96
 POOLING = {"reduce_mean.v1": "mean", "reduce_max.v1": "max"}
 PARITY = 1e-4  # as tests/test_parity.py: batch composition alone moves rows by ~5e-6
-
-
-@pytest.fixture(scope="module")
-def trained_server(trained_pipeline: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess("--model", str(trained_pipeline))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def untuned_server(untuned_pipeline: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess("--model", str(untuned_pipeline))
-    yield server
-    server.stop()
 
 
 def served_rows(address: str, ref: Reference) -> dict[str, dict[str, np.ndarray]]:

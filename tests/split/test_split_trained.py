@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,6 @@ from splitting import annotate_without_torch, run_split
 
 from tokvec import Client
 from tokvec.spacy import ModelMismatchError, Remote, RemoteListener, TokvecTransformer
-
-
-@pytest.fixture(scope="module")
-def trained_server(trained_pipeline: Path) -> Iterator[ServerProcess]:
-    """`tokvec serve --model PIPELINE`: the fine-tuned encoder read from the pipeline itself."""
-    server = ServerProcess("--model", str(trained_pipeline))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def untuned_server(untuned_pipeline: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess("--model", str(untuned_pipeline))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
