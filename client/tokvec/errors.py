@@ -32,9 +32,18 @@ class ServerError(TokvecError):
         self.details = message
 
 
+# What grpc's asyncio client reports when one of its own transport operations fails under a call
+# (a write or read on a connection that died: the server killed mid-stream). The server never sent
+# it; a tokvec server's INTERNAL always carries an error id. grpc core reports the same loss as
+# UNAVAILABLE elsewhere, and so do we, so that callers resend rather than give the docs up.
+_LOCAL_TRANSPORT_FAILURE = "Internal error from Core"
+
+
 def from_rpc_error(exc: grpc.RpcError, target: str) -> ServerError:
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.INTERNAL and details == _LOCAL_TRANSPORT_FAILURE:
+        return ServerError(f"the connection failed under the call ({details})", grpc.StatusCode.UNAVAILABLE, target)
     return ServerError(details or "", code, target)
 
 
