@@ -1,5 +1,5 @@
 """What chunk vectors cost beside token rows: EWT test through one `tokvec serve`, by N asyncio
-clients (8 docs a request by default), asking for token rows alone, or for
+clients (4 x 16 docs a request by default, EWT test sent 4x per setting), asking for token rows alone, or for
 token rows and chunk vectors from the same forward, in alternating rounds of one run (the order
 reverses every other round), so that the words/s ratio of each round is taken side by side.
 
@@ -7,8 +7,8 @@ Chunk settings: ``sents3`` (chunks of 3 sentences, late chunking's shape: a few 
 ``ngrams3`` (every 1-3 token span, spancat's suggester: about 3 per token, the heavy end), each
 pooled with mean (and ``ngrams3x4``: last, first, mean, max, as tokvec.RemoteSpanReducer.v1 asks).
 
-    python bench/chunks.py                  # 5 rounds (about 30 minutes on 2 busy shared cores)
-    python bench/chunks.py --quick          # every 4th doc (about 8 minutes there)
+    python bench/chunks.py                  # 5 rounds, 4 clients x 16 docs, EWT test 4x per setting (~8 minutes)
+    python bench/chunks.py --quick          # every 4th doc
     python bench/chunks.py --server H:P     # a server already running (e.g. on a GPU machine)
 
 Writes bench/results/chunks.json and bench/results/CHUNKS.md (``--out`` another folder).
@@ -87,8 +87,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", help="HOST:PORT of a running server (default: start one)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--clients", type=int, default=2)
-    p.add_argument("--per-request", type=int, default=8)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--per-request", type=int, default=16)
+    # One pass over EWT test takes ~4 s here: too short to time (its start and its drain, when
+    # fewer than a batch of docs is left, weigh as much as chunks do). Each setting sends it N times.
+    p.add_argument("--copies", type=int, default=4, help="each setting sends the docs this many times")
     p.add_argument("--quick", action="store_true", help="every 4th EWT doc (the length mix of the whole split)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args()
@@ -98,7 +101,8 @@ def main() -> int:
     for d in docs:
         d["sent_starts"] = sents[d["id"]]
         d["by_kind"] = {k: chunks_of(d, k) for k in ("sents3", "ngrams3")}
-    words = n_words(docs)
+    words = n_words(docs) * args.copies
+    sent = docs * args.copies
     server = None if args.server else ServerProcess()
     address = args.server or server.address  # type: ignore[union-attr]
     load_start = os.getloadavg()
@@ -110,7 +114,7 @@ def main() -> int:
         for r in range(args.rounds):
             order = list(SETTINGS) if r % 2 == 0 else list(reversed(SETTINGS))
             seconds = {
-                name: asyncio.run(drive(address, docs, SETTINGS[name], args.clients, args.per_request))
+                name: asyncio.run(drive(address, sent, SETTINGS[name], args.clients, args.per_request))
                 for name in order
             }
             rounds.append({name: words / s for name, s in seconds.items()})
@@ -131,6 +135,7 @@ def main() -> int:
         },
         "words": words,
         "docs": len(docs),
+        "copies": args.copies,
         "clients": args.clients,
         "docs_per_request": args.per_request,
         "spans": SPANS,
@@ -151,7 +156,7 @@ def report(res: dict[str, Any]) -> str:
     lines = [
         "# Chunk vectors beside token rows: words/s against token rows alone",
         "",
-        f"`python bench/chunks.py`: EWT test ({res['docs']} docs, {res['words']:,} words), spans `{res['spans']}`, {res['clients']} clients, "
+        f"`python bench/chunks.py`: EWT test ({res['docs']} docs) sent {res.get('copies', 1)}x per setting ({res['words']:,} words), spans `{res['spans']}`, {res['clients']} clients, "
         f"{res['docs_per_request']} docs a request; settings alternate within each round (order reversed every other round). "
         f"Server: {m['server']}; {m['cpus']} CPUs, load average {m['load_avg_start'][0]:.2f} at the start, {m['load_avg_end'][0]:.2f} at the end "
         "(a shared machine: read the ratios, not the absolute numbers).",
