@@ -33,4 +33,4 @@ from gpu_checks import copy_tokenizer
 print("tokenizer:", copy_tokenizer(Path(default_model()), Path(".gpu/tokenizer")))
 PY
 du -sh .whl .gpu
-sed -n "7,11p" "$0"  # how to run it there
+sed -n "6,10p" "$0" | cut -c3-  # how to run it there
