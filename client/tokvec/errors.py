@@ -32,10 +32,11 @@ class ServerError(TokvecError):
         self.details = message
 
 
-# What grpc's asyncio client reports when one of its own transport operations fails under a call
-# (a write or read on a connection that died: the server killed mid-stream). The server never sent
-# it; a tokvec server's INTERNAL always carries an error id. grpc core reports the same loss as
-# UNAVAILABLE elsewhere, and so do we, so that callers resend rather than give the docs up.
+# What grpc's asyncio client reports when one of its own transport operations fails under a call:
+# the call ended with no status from the server (its connection died mid-stream; or the server
+# ended a stream while we were still writing, and its status was lost). A tokvec server never
+# sends these words. grpc core reports a lost connection as UNAVAILABLE elsewhere, and so do we:
+# callers resend, a bounded number of times, rather than give the docs up.
 _LOCAL_TRANSPORT_FAILURE = "Internal error from Core"
 
 
@@ -43,7 +44,11 @@ def from_rpc_error(exc: grpc.RpcError, target: str) -> ServerError:
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code == grpc.StatusCode.INTERNAL and details == _LOCAL_TRANSPORT_FAILURE:
-        return ServerError(f"the connection failed under the call ({details})", grpc.StatusCode.UNAVAILABLE, target)
+        return ServerError(
+            f"the call ended with no status from the server; connection lost? (grpc: {details})",
+            grpc.StatusCode.UNAVAILABLE,
+            target,
+        )
     return ServerError(details or "", code, target)
 
 
