@@ -156,7 +156,7 @@ def report(res: dict[str, Any]) -> str:
     lines = [
         "# Chunk vectors beside token rows: words/s against token rows alone",
         "",
-        f"`python bench/chunks.py`: EWT test ({res['docs']} docs) sent {res.get('copies', 1)}x per setting ({res['words']:,} words), spans `{res['spans']}`, {res['clients']} clients, "
+        f"`python bench/chunks.py`: EWT test ({res['docs']} docs) sent {res['copies']}x per setting ({res['words']:,} words), spans `{res['spans']}`, {res['clients']} clients, "
         f"{res['docs_per_request']} docs a request; settings alternate within each round (order reversed every other round). "
         f"Server: {m['server']}; {m['cpus']} CPUs, load average {m['load_avg_start'][0]:.2f} at the start, {m['load_avg_end'][0]:.2f} at the end "
         "(a shared machine: read the ratios, not the absolute numbers).",

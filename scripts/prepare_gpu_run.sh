@@ -3,11 +3,7 @@
 #   .whl/  the wheels its image lacks or holds at other versions: grpcio, health checking,
 #          reflection and protobuf at constraints.txt's releases, for CPython 3.12 (the image's)
 #   .gpu/tokenizer/  all-MiniLM-L6-v2's tokenizer files (the models are built there, random weights)
-# Both are ignored by git. Then, on the GPU machine (carry .whl and .gpu), from the repository root:
-#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-#       --target /tmp/site .whl/*.whl
-#   PYTHONPATH=/tmp/site:$PWD/client:$PWD/server python3 bench/gpu.py --out $OUT \
-#       --tokenizer .gpu/tokenizer --budget-s 370
+# Both are ignored by git. At the end it prints the command to run there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null  # .venv: pip and the embedded model's files
@@ -33,4 +29,10 @@ from gpu_checks import copy_tokenizer
 print("tokenizer:", copy_tokenizer(Path(default_model()), Path(".gpu/tokenizer")))
 PY
 du -sh .whl .gpu
-sed -n "6,10p" "$0" | cut -c3-  # how to run it there
+cat <<'HOW'
+On the GPU machine (carry .whl and .gpu), from the repository root:
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl
+  PYTHONPATH=/tmp/site:$PWD/client:$PWD/server python3 bench/gpu.py --out $OUT \
+      --tokenizer .gpu/tokenizer --budget-s 370
+HOW

@@ -1,7 +1,7 @@
 """`spacy train --code` file for tagger_parser_finetune.cfg: Adam with a gentler rate for the
 transformer than for the heads that listen to it.
 
-A single rate is a bad fit for fine-tuning: the heads start from zeros and want spaCy's CNN default
+A single rate is a bad fit for fine-tuning: the heads start untrained and want spaCy's CNN default
 (1e-3), while a pretrained encoder wants spacy-transformers' default (5e-5); one rate in between
 either wrecks the encoder or leaves the heads learning for thousands of steps. thinc's optimizer
 already takes a per-call ``lr_scale``; this subclass sets it for the encoder's parameters.
