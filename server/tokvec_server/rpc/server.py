@@ -23,7 +23,7 @@ from tokvec_server.rpc.service import EmbedService
 from tokvec_server.runners import load_runner
 from tokvec_server.settings import Settings
 from tokvec_server.sources import resolve as resolve_source
-from tokvec_server.threads import freeze_startup_objects, limit_malloc_arenas
+from tokvec_server.threads import freeze_startup_objects, limit_malloc_arenas, serial_tokenizers
 from tokvec_server.validation import SpacyWords
 
 log = logging.getLogger("tokvec.server")
@@ -236,4 +236,5 @@ async def serve(settings: Settings) -> int:
 def run(settings: Settings) -> int:
     logs.configure(settings.log_format)
     limit_malloc_arenas()  # before gRPC, the tokenizers and torch start their threads
+    serial_tokenizers()
     return asyncio.run(serve(settings))

@@ -1,0 +1,21 @@
+"""How the server's threads share the CPU (tokvec_server/threads.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tokvec_server.threads import serial_tokenizers
+
+
+def test_tokenizers_run_serially_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    serial_tokenizers()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+
+def test_an_operators_tokenizers_parallelism_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    serial_tokenizers()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
