@@ -13,8 +13,8 @@
   fragment and hold memory (docs/reliability.md R1: RSS growth over a soak; issue: peak RSS).
 - The objects made at start are frozen out of the garbage collector (``freeze_startup_objects``).
 - The fast tokenizers run serially (``serial_tokenizers``): the prep pool already tokenizes docs
-  side by side, and the tokenizers' own rayon pool, one thread per core, spins beside the model's
-  OpenMP threads. Measured on the 2-core machine, one ``tokvec embed`` over 4x EWT test, 3 runs
+  side by side, and the tokenizers' own rayon pool only adds threads that compete with the model's
+  OpenMP threads for the same cores. Measured on the 2-core machine, one ``tokvec embed`` over 4x EWT test, 3 runs
   alternated: 21.1, 20.8, 23.1 s against 23.4, 22.8, 24.6 s with the rayon pool (1.06-1.11x).
 """
 

@@ -10,7 +10,9 @@ from tokvec_server.threads import serial_tokenizers
 
 
 def test_tokenizers_run_serially_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    # setenv first so that monkeypatch restores the variable's absence, not the value set here
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "unset")
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM")
     serial_tokenizers()
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
 
