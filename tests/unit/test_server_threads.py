@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
+from tokvec_server.rpc import server
+from tokvec_server.settings import Settings
 from tokvec_server.threads import serial_tokenizers
 
 
@@ -21,3 +25,23 @@ def test_an_operators_tokenizers_parallelism_wins(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     serial_tokenizers()
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+
+
+def test_serve_runs_the_tokenizers_serially(monkeypatch: pytest.MonkeyPatch) -> None:
+    # run() is what `tokvec serve` calls: the variable must be set before the server's coroutine
+    # (and with it the first tokenizer) starts. The coroutine is recorded, not run, and the
+    # process-wide logging and malloc settings run() also makes are left as the test suite has them.
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "unset")
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM")
+    seen: list[str | None] = []
+
+    def fake_asyncio_run(coroutine: Coroutine[Any, Any, int]) -> int:
+        seen.append(os.environ.get("TOKENIZERS_PARALLELISM"))
+        coroutine.close()
+        return 0
+
+    monkeypatch.setattr(server.asyncio, "run", fake_asyncio_run)
+    monkeypatch.setattr(server.logs, "configure", lambda log_format: None)
+    monkeypatch.setattr(server, "limit_malloc_arenas", lambda: None)
+    assert server.run(Settings()) == 0
+    assert seen == ["false"]
