@@ -13,10 +13,16 @@ from tokvec_server.settings import Settings
 from tokvec_server.threads import serial_tokenizers
 
 
-def test_tokenizers_run_serially_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def no_parallelism_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TOKENIZERS_PARALLELISM absent, as an operator who never set it leaves it."""
     # setenv first so that monkeypatch restores the variable's absence, not the value set here
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "unset")
     monkeypatch.delenv("TOKENIZERS_PARALLELISM")
+
+
+@pytest.mark.usefixtures("no_parallelism_set")
+def test_tokenizers_run_serially_by_default() -> None:
     serial_tokenizers()
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
 
@@ -27,12 +33,11 @@ def test_an_operators_tokenizers_parallelism_wins(monkeypatch: pytest.MonkeyPatc
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
 
 
+@pytest.mark.usefixtures("no_parallelism_set")
 def test_serve_runs_the_tokenizers_serially(monkeypatch: pytest.MonkeyPatch) -> None:
     # run() is what `tokvec serve` calls: the variable must be set before the server's coroutine
     # (and with it the first tokenizer) starts. The coroutine is recorded, not run, and the
     # process-wide logging and malloc settings run() also makes are left as the test suite has them.
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "unset")
-    monkeypatch.delenv("TOKENIZERS_PARALLELISM")
     seen: list[str | None] = []
 
     def fake_asyncio_run(coroutine: Coroutine[Any, Any, int]) -> int:
